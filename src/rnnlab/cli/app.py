@@ -1,0 +1,234 @@
+"""The `rnnlab` command line and its core commands.
+
+Each command parses its arguments and calls the Python API; nothing more.
+
+Errors in the user's input print one line, `error: ...`, on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnlab._version import __version__
+from rnnlab.cli.tasks import task_app
+from rnnlab.config import parse_duration
+from rnnlab.data.corpus import resolve_inputs
+from rnnlab.errors import RnnlabError
+from rnnlab.models.language_model import LanguageModel
+from rnnlab.train.trainer import train as run_training
+from rnnlab.ui import console
+
+app = typer.Typer(
+    name="rnnlab",
+    help="Train, sample, evaluate and understand recurrent neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Opt = typer.Option
+
+
+@app.command()
+def train(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Files, directories or globs (default: Python's stdlib source)."),
+    ] = None,
+    out: Annotated[Path | None, Opt(help="Run directory to create (default: runs/<time>).")] = None,
+    preset: Annotated[str | None, Opt(help="tiny | small | medium | large; explicit flags override it.")] = None,
+    resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
+    cell: Annotated[str | None, Opt(help="rnn-tanh | rnn-relu | lstm | gru")] = None,
+    layers: Annotated[int | None, Opt(help="Recurrent layers L.")] = None,
+    hidden: Annotated[int | None, Opt(help="Hidden units H per layer.")] = None,
+    embed: Annotated[int | None, Opt(help="Embedding size D (0: one-hot input).")] = None,
+    dropout: Annotated[float | None, Opt(help="Dropout between layers and before the output.")] = None,
+    tokenizer: Annotated[str | None, Opt(help="char | byte")] = None,
+    unknown: Annotated[str | None, Opt(help="Unseen characters: error | unk.")] = None,
+    val_file: Annotated[list[str] | None, Opt(help="Validation file(s); repeat for more.")] = None,
+    val_fraction: Annotated[float | None, Opt(help="Fraction held out from the end of each file (0.05).")] = None,
+    batch_size: Annotated[int | None, Opt(help="Parallel streams N.")] = None,
+    seq_len: Annotated[int | None, Opt(help="BPTT length T.")] = None,
+    optimizer: Annotated[str | None, Opt(help="adam | adamw | adagrad | rmsprop | sgd")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
+    momentum: Annotated[float | None, Opt(help="Momentum for sgd and rmsprop.")] = None,
+    weight_decay: Annotated[float | None, Opt()] = None,
+    clip_norm: Annotated[float | None, Opt(help="Clip the global gradient norm (0: off).")] = None,
+    clip_value: Annotated[float | None, Opt(help="Clip each gradient element to ±value (0: off).")] = None,
+    warmup: Annotated[int | None, Opt(help="Linear warmup steps.")] = None,
+    decay: Annotated[str | None, Opt(help="cosine | linear | none, over the step or time budget.")] = None,
+    min_lr_ratio: Annotated[float | None, Opt(help="Final learning rate as a fraction of --lr.")] = None,
+    max_steps: Annotated[int | None, Opt(help="Stop after this many steps.")] = None,
+    max_time: Annotated[str | None, Opt(help="Stop after this much training time, e.g. 90s, 20m.")] = None,
+    epochs: Annotated[float | None, Opt(help="Stop after this many passes over the data.")] = None,
+    eval_every: Annotated[int | None, Opt(help="Validate every N steps.")] = None,
+    eval_tokens: Annotated[int | None, Opt(help="Validate on at most this many tokens (0: all).")] = None,
+    checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every N steps.")] = None,
+    log_every: Annotated[int | None, Opt(help="Log metrics every N steps.")] = None,
+    patience: Annotated[int | None, Opt(help="Stop after N evaluations without improvement (0: off).")] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
+) -> None:
+    """Train a language model on text files (or, with no INPUT, on Python's own standard library)."""
+    if out is None:
+        if resume:
+            raise RnnlabError("--resume needs --out DIR, the run to continue")
+        import time
+
+        out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    result = run_training(
+        inputs or None,
+        out=out,
+        preset=preset,
+        resume=resume,
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed=embed,
+        dropout=dropout,
+        tokenizer=tokenizer,
+        unknown=unknown,
+        val_files=val_file,
+        val_fraction=val_fraction,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        clip_norm=clip_norm,
+        clip_value=clip_value,
+        warmup=warmup,
+        decay=decay,
+        min_lr_ratio=min_lr_ratio,
+        max_steps=max_steps,
+        max_time=parse_duration(max_time) if max_time is not None else None,
+        epochs=epochs,
+        eval_every=eval_every,
+        eval_tokens=eval_tokens,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        patience=patience,
+        seed=seed,
+        device=device,
+    )
+    best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
+    console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    prime: Annotated[str, Opt(help="Text fed through the network before sampling.")] = "",
+    length: Annotated[int, Opt(help="Tokens to generate.")] = 500,
+    temperature: Annotated[float, Opt(help="Softmax temperature; lower is more conservative.")] = 1.0,
+    top_k: Annotated[int, Opt(help="Sample among the k most likely tokens (0: all).")] = 0,
+    top_p: Annotated[float, Opt(help="Sample within the smallest set of mass p (1: all).")] = 1.0,
+    greedy: Annotated[bool, Opt(help="Always take the most likely token.")] = False,
+    num_samples: Annotated[int, Opt(help="How many samples to draw.")] = 1,
+    stop: Annotated[list[str] | None, Opt(help="Stop when this text is generated (repeatable).")] = None,
+    seed: Annotated[int | None, Opt(help="Seed for reproducible samples.")] = None,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+) -> None:
+    """Generate text from a trained model; output streams to stdout as it is sampled."""
+    if num_samples < 1:
+        raise RnnlabError(f"--num-samples must be >= 1, got {num_samples}")
+    lm = LanguageModel.load(run_dir, device=device)
+    lm.tokenizer.encode(prime)  # unknown characters fail here, before anything is printed
+    for i in range(num_samples):
+        if i:
+            sys.stdout.write("\n---\n")
+        sys.stdout.write(prime)
+        for piece in lm.stream(
+            prime,
+            length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            stop=stop,
+            seed=None if seed is None else seed + i,
+        ):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs to score.")],
+    as_json: Annotated[bool, Opt("--json", help="Print the scores as JSON.")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+) -> None:
+    """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state)."""
+    lm = LanguageModel.load(run_dir, device=device)
+    files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
+    score = lm.score_files(files)
+    if as_json:
+        print(json.dumps(score.to_dict()))
+        return
+    print(f"bits per char   {score.bits_per_char:.4f}")
+    print(f"nats per token  {score.nats_per_token:.4f}")
+    print(f"perplexity      {score.perplexity:.3f}")
+    print(f"tokens          {score.tokens}")
+    print(f"chars           {score.chars}")
+
+
+@app.command()
+def info(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Summarise a run: model, parameter count, data, and training history."""
+    from rnnlab.info import describe
+
+    print(describe(run_dir))
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, Opt("--version", help="Show the version and exit.")] = False,
+) -> None:
+    if version:
+        print(f"rnnlab {__version__}")
+        raise typer.Exit(0)
+
+
+# Other areas' commands. Each module registers on `app` or `task_app` when imported.
+app.add_typer(task_app, name="task")
+for _module in ():  # e.g. "rnnlab.cli.reference"
+    importlib.import_module(_module)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args or ["--help"], prog_name="rnnlab", standalone_mode=False)
+    except RnnlabError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `rnnlab task` alone: show that group's help
+            exc.show()
+            sys.exit(0)
+        _fail(exc.format_message().strip().splitlines()[0] + " (see --help)")
+    except BrokenPipeError:  # `rnnlab sample DIR | head`
+        sys.exit(0)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,198 @@
+"""Model and training configuration: dataclasses, presets, validation and JSON round trip.
+
+Every value that changes what is trained lives here, by name; the CLI and `rnnlab.train` fill these
+dataclasses and nothing else decides hyperparameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnlab.errors import RnnlabError
+
+CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
+TOKENIZERS = ("char", "byte")
+DECAYS = ("cosine", "linear", "none")
+
+
+@dataclass
+class ModelConfig:
+    """The network's shape. Changing any of these makes a different model (so `--resume` refuses)."""
+
+    vocab_size: int = 0  # V, set from the tokenizer
+    cell: str = "lstm"
+    layers: int = 2  # L
+    hidden: int = 256  # H
+    embed: int = 64  # D; 0 means one-hot input (D = V)
+    dropout: float = 0.0  # between layers and before the head
+
+    def validate(self) -> None:
+        """Raise RnnlabError for impossible values."""
+        if self.cell not in CELLS:
+            raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        _positive("--layers", self.layers)
+        _positive("--hidden", self.hidden)
+        if self.embed < 0:
+            raise RnnlabError(f"--embed must be >= 0 (0 = one-hot input), got {self.embed}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnnlabError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: data, optimisation, schedule, logging. Sizes use N batch, T time."""
+
+    inputs: list[str] = field(default_factory=list)  # empty: the built-in default corpus
+    val_files: list[str] = field(default_factory=list)
+    val_fraction: float = 0.05  # taken from the end of each training file when no --val-file
+    tokenizer: str = "char"
+    unknown: str = "error"  # char tokenizer: "error" on unseen characters, or "unk" to map them
+    batch_size: int = 32  # N parallel streams
+    seq_len: int = 128  # T, the truncated-BPTT window
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9  # sgd and rmsprop
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_norm: float = 5.0  # 0 disables
+    clip_value: float = 0.0  # 0 disables
+    warmup: int = 100  # steps of linear warmup
+    decay: str = "cosine"  # over max_steps and/or max_time
+    min_lr_ratio: float = 0.1
+    max_steps: int = 0  # 0: no step limit
+    max_time: float = 0.0  # seconds; 0: no time limit
+    epochs: float = 0.0  # 0: no epoch limit
+    eval_every: int = 500
+    eval_tokens: int = 0  # cap on validation tokens per periodic evaluation; 0: all
+    checkpoint_every: int = 500
+    log_every: int = 10
+    patience: int = 0  # early stopping after this many evaluations without improvement; 0: off
+    seed: int = 1337
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise RnnlabError for impossible values."""
+        if self.tokenizer not in TOKENIZERS:
+            raise RnnlabError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
+        if self.unknown not in ("error", "unk"):
+            raise RnnlabError(f"--unknown must be 'error' or 'unk', got {self.unknown!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RnnlabError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.decay not in DECAYS:
+            raise RnnlabError(f"unknown decay {self.decay!r}; choose one of: {', '.join(DECAYS)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise RnnlabError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        _positive("--batch-size", self.batch_size)
+        _positive("--seq-len", self.seq_len)
+        _positive("--eval-every", self.eval_every)
+        _positive("--checkpoint-every", self.checkpoint_every)
+        _positive("--log-every", self.log_every)
+        if not self.lr > 0:
+            raise RnnlabError(f"--lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise RnnlabError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("clip_norm", "clip_value", "weight_decay", "max_time", "epochs", "momentum"):
+            if getattr(self, name) < 0:
+                raise RnnlabError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("warmup", "max_steps", "eval_tokens", "patience"):
+            if getattr(self, name) < 0:
+                raise RnnlabError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise RnnlabError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise RnnlabError(f"--betas must be in [0, 1), got {self.betas}")
+
+
+# Presets: sizes that make sense on a 2-core CPU (tiny, small, medium) and on a GPU (large).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "layers": 1,
+        "hidden": 128,
+        "embed": 32,
+        "batch_size": 32,
+        "seq_len": 64,
+        "lr": 3e-3,
+        "warmup": 20,
+    },
+    "small": {"layers": 2, "hidden": 256, "embed": 64, "batch_size": 32, "seq_len": 128, "lr": 2e-3},
+    "medium": {
+        "layers": 2,
+        "hidden": 512,
+        "embed": 64,
+        "batch_size": 64,
+        "seq_len": 128,
+        "lr": 2e-3,
+        "dropout": 0.1,
+    },
+    "large": {
+        "layers": 3,
+        "hidden": 1024,
+        "embed": 128,
+        "batch_size": 128,
+        "seq_len": 256,
+        "lr": 1e-3,
+        "dropout": 0.2,
+    },
+}
+
+
+def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfig, TrainConfig]:
+    """Split keyword options into (ModelConfig, TrainConfig): preset values first, then `options`.
+
+    Options that are None are treated as "not given". Unknown names are an error, so a typo in the
+    Python API fails as loudly as one on the command line.
+    """
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise RnnlabError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update({k: v for k, v in options.items() if v is not None})
+    model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - model_names - train_names)
+    if unknown:
+        raise RnnlabError(f"unknown option(s): {', '.join(unknown)}")
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    model = ModelConfig(**{k: v for k, v in values.items() if k in model_names})
+    train = TrainConfig(**{k: v for k, v in values.items() if k in train_names})
+    model.validate()
+    train.validate()
+    return model, train
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a ModelConfig from config.json, ignoring keys added by later versions."""
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in data.items() if k in names})
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from config.json, ignoring keys added by later versions."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in data.items() if k in names}
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    return TrainConfig(**values)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'90s' -> 90.0, '20m' -> 1200.0, '1.5h' -> 5400.0, '45' -> 45.0 (seconds)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise RnnlabError(f"cannot read duration {text!r}; use e.g. 90s, 20m or 1.5h")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
+
+
+def _positive(flag: str, value: int) -> None:
+    if value <= 0:
+        raise RnnlabError(f"{flag} must be > 0, got {value}")

@@ -1,0 +1,1 @@
+"""From files on disk to batches of token ids: corpus -> tokenizer -> token store -> batch stream."""

@@ -1,0 +1,1 @@
+"""Recurrent building blocks: cells and the stacks that run them over time."""

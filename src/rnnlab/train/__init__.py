@@ -1,0 +1,1 @@
+"""Training: the loop, its optimisers and schedules, and checkpoints for exact resume."""

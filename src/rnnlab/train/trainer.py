@@ -1,0 +1,301 @@
+"""The training loop: truncated BPTT over N parallel streams with the hidden state carried across chunks.
+
+Read `train()` top to bottom: set up (or resume) the run directory, then loop
+    batch -> forward (loss inside the model) -> backward -> clip -> step -> log / evaluate / checkpoint.
+The trainer does not know which cell it trains; it only sees `RNNLM`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnlab._version import __version__
+from rnnlab.config import (
+    ModelConfig,
+    TrainConfig,
+    build_configs,
+    model_config_from_dict,
+    train_config_from_dict,
+)
+from rnnlab.data.prepare import TokenStore, build_token_store
+from rnnlab.data.stream import BatchStream
+from rnnlab.errors import RnnlabError
+from rnnlab.metrics import LN2
+from rnnlab.models.language_model import RNNLM, resolve_device, total_nats
+from rnnlab.nn.recurrent import detach_state
+from rnnlab.rundir import CONFIG, METRICS, WEIGHTS, atomic_save_tensors, atomic_write_json, read_config
+from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
+from rnnlab.train.optim import build_optimizer, lr_factor
+from rnnlab.train.progress import Reporter
+from rnnlab.ui import notice
+
+MAX_ROLLBACKS = 8
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run reports."""
+
+    run_dir: Path
+    steps: int
+    best_val_bpc: float | None  # None without validation
+    last_train_loss: float
+    elapsed: float
+    interrupted: bool
+
+
+def train(
+    inputs: list[str] | None = None,
+    *,
+    out: str | Path,
+    preset: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train a language model on `inputs` (files, directories, globs; none: the default corpus).
+
+    Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, ...`), the same
+    names as the CLI flags. With `resume=True` the run in `out` continues exactly where its last
+    checkpoint left off; model options must then match the run's.
+    """
+    out = Path(out)
+    options = {k: v for k, v in options.items() if v is not None}
+    if inputs:
+        options["inputs"] = list(inputs)
+    if resume:
+        model_cfg, train_cfg = _resume_configs(out, preset, options)
+    else:
+        model_cfg, train_cfg = build_configs(preset, **options)
+        _create_run(out, model_cfg, train_cfg)
+    return _Loop(out, model_cfg, train_cfg, progress).run()
+
+
+def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Build the run directory in a temporary sibling folder, then rename it into place, so a failure
+    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RnnlabError(f"{out} already exists; use --resume to continue it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        store = build_token_store(train_cfg, tmp)
+        model_cfg.vocab_size = store.tokenizer.vocab_size
+        BatchStream(store.train.tokens, train_cfg.batch_size, train_cfg.seq_len)  # fails early if too short
+        _write_config(tmp, model_cfg, train_cfg)
+        torch.manual_seed(train_cfg.seed)
+        model = RNNLM(model_cfg)
+        save_checkpoint(tmp, model, build_optimizer(model.parameters(), train_cfg), Progress(), None)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """The run's saved configs, with training options overridden; changed model options are an error."""
+    saved = read_config(out)
+    model_cfg = model_config_from_dict(saved["model"])
+    train_cfg = train_config_from_dict(saved["train"])
+    requested, _ = build_configs(preset, **{k: v for k, v in options.items() if hasattr(ModelConfig, k)})
+    given = dict(_preset_values(preset), **options)
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in given and getattr(requested, f.name) != getattr(model_cfg, f.name):
+            raise RnnlabError(
+                f"--{f.name.replace('_', '-')} {getattr(requested, f.name)} differs from the run's "
+                f"{getattr(model_cfg, f.name)}; model arguments cannot change on --resume"
+            )
+    if "inputs" in options and options["inputs"] != train_cfg.inputs:
+        raise RnnlabError("inputs differ from the run's; --resume continues on the run's own token store")
+    train_options = {k: v for k, v in options.items() if hasattr(TrainConfig, k) and k != "inputs"}
+    train_cfg = dataclasses.replace(train_cfg, **train_options)
+    train_cfg.validate()
+    _write_config(out, model_cfg, train_cfg)
+    return model_cfg, train_cfg
+
+
+def _preset_values(preset: str | None) -> dict[str, Any]:
+    from rnnlab.config import PRESETS
+
+    return dict(PRESETS.get(preset, {})) if preset else {}
+
+
+def _write_config(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    atomic_write_json(
+        run_dir / CONFIG,
+        {
+            "rnnlab_version": __version__,
+            "model": dataclasses.asdict(model_cfg),
+            "train": dataclasses.asdict(train_cfg),
+        },
+    )
+
+
+class _Loop:
+    """One training session over a run directory (fresh or resumed)."""
+
+    def __init__(self, run_dir: Path, model_cfg: ModelConfig, config: TrainConfig, show_progress: bool) -> None:
+        self.run_dir, self.config = run_dir, config
+        self.device = resolve_device(config.device)
+        self.store = TokenStore.open(run_dir)
+        self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len)
+        self.model = RNNLM(model_cfg).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), config)
+        self.progress, self.carried = load_checkpoint(run_dir, self.model, self.optimizer, self.device)
+        self.total_steps = self._step_budget()
+        self.reporter = Reporter(run_dir, config, self.total_steps, show_progress)
+        self.stop_requested = False
+        self.last_loss = math.nan
+
+    def _step_budget(self) -> int:
+        """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
+        budgets = []
+        if self.config.max_steps:
+            budgets.append(self.config.max_steps)
+        if self.config.epochs:
+            budgets.append(max(1, int(self.config.epochs * self.stream.chunks_per_epoch)))
+        return min(budgets) if budgets else 0
+
+    def run(self) -> TrainResult:
+        p, cfg = self.progress, self.config
+        self._truncate_metrics(p.step)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._request_stop) if in_main_thread else None
+        rollbacks = 0
+        try:
+            with self.reporter:
+                self.reporter.start(p)
+                while not self._done():
+                    started = time.perf_counter()
+                    loss = self._train_step()
+                    p.elapsed += time.perf_counter() - started
+                    if loss is None:  # diverged: rolled back to the last checkpoint
+                        rollbacks += 1
+                        if rollbacks > MAX_ROLLBACKS:
+                            raise RnnlabError(
+                                f"loss kept diverging after {MAX_ROLLBACKS} rollbacks; lower --lr or --clip-norm"
+                            )
+                        continue
+                    rollbacks = 0
+                    self.last_loss = loss
+                    self.reporter.step(p, loss, self._lr())
+                    if self.store.val is not None and p.step % cfg.eval_every == 0:
+                        self._evaluate()
+                    if p.step % cfg.checkpoint_every == 0:
+                        self._checkpoint()
+                if self.store.val is not None and p.best_step != p.step and not self.stop_requested:
+                    self._evaluate()
+                self._checkpoint()
+                if self.store.val is None:
+                    self._save_weights()
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
+            self.reporter.close()
+        best = p.best_val / LN2 / self.store.val.chars_per_token if self.store.val is not None else None
+        if self.stop_requested:
+            notice(
+                f"interrupted at step {p.step}; checkpoint saved. "
+                f"Continue with: rnnlab train --out {self.run_dir} --resume"
+            )
+        return TrainResult(self.run_dir, p.step, best, self.last_loss, p.elapsed, self.stop_requested)
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        """Ctrl-C: finish the current step, write a checkpoint, stop. A second Ctrl-C aborts at once."""
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def _done(self) -> bool:
+        p, cfg = self.progress, self.config
+        return (
+            self.stop_requested
+            or (self.total_steps and p.step >= self.total_steps)
+            or (cfg.max_time and p.elapsed >= cfg.max_time)
+            or (cfg.patience and p.bad_evals >= cfg.patience)
+        )
+
+    def _lr(self) -> float:
+        p, cfg = self.progress, self.config
+        fraction = max(
+            p.step / self.total_steps if self.total_steps else 0.0,
+            p.elapsed / cfg.max_time if cfg.max_time else 0.0,
+        )
+        return cfg.lr * p.lr_scale * lr_factor(p.step, fraction, cfg)
+
+    def _train_step(self) -> float | None:
+        """One optimiser step on the next chunk. Returns the loss, or None after a divergence rollback."""
+        p, cfg = self.progress, self.config
+        if p.chunk >= self.stream.chunks_per_epoch:  # epoch boundary: start the streams afresh
+            p.epoch, p.chunk, self.carried = p.epoch + 1, 0, None
+        x, y = self.stream.batch(p.chunk)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        _, state, loss = self.model(x, self.carried, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_value:
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm or math.inf)
+        loss_value = loss.item()
+        if not (math.isfinite(loss_value) and torch.isfinite(norm)):
+            self._rollback(loss_value)
+            return None
+        self.optimizer.step()
+        self.carried = detach_state(state)
+        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel()
+        return loss_value
+
+    def _rollback(self, loss_value: float) -> None:
+        """Non-finite loss or gradient: restore the last checkpoint and halve the learning rate."""
+        scale = self.progress.lr_scale / 2
+        self.progress, self.carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        self.progress.lr_scale = scale
+        notice(
+            f"loss became {loss_value}; rolled back to step {self.progress.step} "
+            f"and lowered the learning rate to {self._lr():.3g}"
+        )
+        self._truncate_metrics(self.progress.step)
+
+    def _evaluate(self) -> None:
+        p, val = self.progress, self.store.val
+        assert val is not None
+        tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
+        nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
+        val_loss = nats / max(count, 1)
+        improved = val_loss < p.best_val
+        if improved:
+            p.best_val, p.best_step, p.bad_evals = val_loss, p.step, 0
+            self._save_weights()
+        else:
+            p.bad_evals += 1
+        self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
+
+    def _save_weights(self) -> None:
+        atomic_save_tensors(self.run_dir / WEIGHTS, self.model.state_dict())
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, self.carried)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric rows logged after `step` (they are about to be recomputed after a resume)."""
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(row + "\n" for row in rows))
