@@ -10,7 +10,7 @@ import numpy as np
 
 from rnnlab.config import TrainConfig
 from rnnlab.data.corpus import default_corpus, read_text, resolve_inputs, split_tail
-from rnnlab.data.stream import TokenWriter, open_tokens, token_dtype
+from rnnlab.data.stream import BatchStream, TokenWriter, open_tokens, token_dtype
 from rnnlab.data.tokenizers import ByteTokenizer, CharTokenizer, Tokenizer, load_tokenizer, save_tokenizer
 from rnnlab.errors import RnnlabError
 from rnnlab.ui import notice
@@ -93,6 +93,8 @@ def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:
         finally:
             writer.close()
         meta["splits"][name] = {"tokens": writer.count, "chars": chars}
+        if name == "train":  # fail on too-short input before anything else is said or written
+            BatchStream(open_tokens(writer.path, dtype), config.batch_size, config.seq_len)
     if "val" in meta["splits"] and meta["splits"]["val"]["tokens"] < 2:
         notice("validation text is shorter than 2 tokens; training without validation")
         del meta["splits"]["val"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,6 +168,10 @@ class LanguageModel:
             ids = self.tokenizer.encode(text)
         nats, count = total_nats(self.module, ids, device=self.device)
         return nats, count, max(len(text) - 1, 0) if count else 0
+
+    def generate(self, prime: str = "", length: int = 200, **options: Any) -> str:
+        """Sampled continuation of `prime` (not including it). Options as in `stream`."""
+        return "".join(self.stream(prime, length, **options))
 
     @torch.no_grad()
     def stream(

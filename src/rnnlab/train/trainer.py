@@ -93,7 +93,6 @@ def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> No
     try:
         store = build_token_store(train_cfg, tmp)
         model_cfg.vocab_size = store.tokenizer.vocab_size
-        BatchStream(store.train.tokens, train_cfg.batch_size, train_cfg.seq_len)  # fails early if too short
         _write_config(tmp, model_cfg, train_cfg)
         torch.manual_seed(train_cfg.seed)
         model = RNNLM(model_cfg)
@@ -160,6 +159,7 @@ class _Loop:
         self.reporter = Reporter(run_dir, config, self.total_steps, show_progress)
         self.stop_requested = False
         self.last_loss = math.nan
+        self.evaluated_at = -1
 
     def _step_budget(self) -> int:
         """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
@@ -197,7 +197,7 @@ class _Loop:
                         self._evaluate()
                     if p.step % cfg.checkpoint_every == 0:
                         self._checkpoint()
-                if self.store.val is not None and p.best_step != p.step and not self.stop_requested:
+                if self.store.val is not None and self.evaluated_at != p.step and not self.stop_requested:
                     self._evaluate()
                 self._checkpoint()
                 if self.store.val is None:
@@ -264,7 +264,8 @@ class _Loop:
     def _rollback(self, loss_value: float) -> None:
         """Non-finite loss or gradient: restore the last checkpoint and halve the learning rate."""
         scale = self.progress.lr_scale / 2
-        self.progress, self.carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        restored, self.carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        vars(self.progress).update(vars(restored))  # in place: the loop holds a reference to it
         self.progress.lr_scale = scale
         notice(
             f"loss became {loss_value}; rolled back to step {self.progress.step} "
@@ -275,6 +276,7 @@ class _Loop:
     def _evaluate(self) -> None:
         p, val = self.progress, self.store.val
         assert val is not None
+        self.evaluated_at = p.step
         tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
         nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
         val_loss = nats / max(count, 1)
