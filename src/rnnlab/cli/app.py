@@ -203,7 +203,7 @@ def _root(
 
 # Other areas' commands. Each module registers on `app` or `task_app` when imported.
 app.add_typer(task_app, name="task")
-for _module in ():  # e.g. "rnnlab.cli.reference"
+for _module in ("rnnlab.cli.reference",):
     importlib.import_module(_module)
 
 
