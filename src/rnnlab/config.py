@@ -13,7 +13,7 @@ from typing import Any
 
 from rnnlab.errors import RnnlabError
 
-CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+CELLS = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
 TOKENIZERS = ("char", "byte")
 DECAYS = ("cosine", "linear", "none")
@@ -29,6 +29,13 @@ class ModelConfig:
     hidden: int = 256  # H
     embed: int = 64  # D; 0 means one-hot input (D = V)
     dropout: float = 0.0  # between layers and before the head
+    variational: bool = False  # one dropout mask per sequence (locked dropout) instead of per step
+    residual: bool = False  # y = H(x) + x between layers of equal size
+    highway: bool = False  # y = g ⊙ H(x) + (1 − g) ⊙ x between layers of equal size
+    layer_norm: bool = False  # LayerNorm on each layer's output
+    learn_init: bool = False  # learned initial hidden state instead of zeros
+    peephole: bool = False  # lstm only: peephole connections from the cell state to the gates
+    factors: int = 0  # mrnn only: factors of the 3-way tensor (0: = hidden)
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
@@ -36,6 +43,12 @@ class ModelConfig:
             raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
         _positive("--layers", self.layers)
         _positive("--hidden", self.hidden)
+        if self.factors < 0:
+            raise RnnlabError(f"--factors must be >= 0, got {self.factors}")
+        if self.peephole and self.cell != "lstm":
+            raise RnnlabError("--peephole applies to --cell lstm only")
+        if self.cell in ("mut1", "mut2") and self.embed != self.hidden:
+            raise RnnlabError(f"--cell {self.cell} adds its input un-weighted, so it needs --embed equal to --hidden")
         if self.embed < 0:
             raise RnnlabError(f"--embed must be >= 0 (0 = one-hot input), got {self.embed}")
         if not 0.0 <= self.dropout < 1.0:

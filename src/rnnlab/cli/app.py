@@ -45,11 +45,26 @@ def train(
     out: Annotated[Path | None, Opt(help="Run directory to create (default: runs/<time>).")] = None,
     preset: Annotated[str | None, Opt(help="tiny | small | medium | large; explicit flags override it.")] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
-    cell: Annotated[str | None, Opt(help="rnn-tanh | rnn-relu | lstm | gru")] = None,
+    cell: Annotated[str | None, Opt(help="rnn-tanh | rnn-relu | irnn | lstm | gru | gru-cho | mut1-3 | mrnn")] = None,
     layers: Annotated[int | None, Opt(help="Recurrent layers L.")] = None,
     hidden: Annotated[int | None, Opt(help="Hidden units H per layer.")] = None,
     embed: Annotated[int | None, Opt(help="Embedding size D (0: one-hot input).")] = None,
     dropout: Annotated[float | None, Opt(help="Dropout between layers and before the output.")] = None,
+    variational: Annotated[
+        bool | None, Opt("--variational/--no-variational", help="Locked dropout: one mask per sequence.")
+    ] = None,
+    residual: Annotated[
+        bool | None, Opt("--residual/--no-residual", help="Residual connections between layers.")
+    ] = None,
+    highway: Annotated[bool | None, Opt("--highway/--no-highway", help="Highway gates between layers.")] = None,
+    layer_norm: Annotated[
+        bool | None, Opt("--layer-norm/--no-layer-norm", help="LayerNorm on each layer's output.")
+    ] = None,
+    learn_init: Annotated[
+        bool | None, Opt("--learn-init/--no-learn-init", help="Learn the initial hidden state.")
+    ] = None,
+    peephole: Annotated[bool | None, Opt("--peephole/--no-peephole", help="LSTM peephole connections.")] = None,
+    factors: Annotated[int | None, Opt(help="mrnn: factors of the 3-way weights (0: = hidden).")] = None,
     tokenizer: Annotated[str | None, Opt(help="char | byte")] = None,
     unknown: Annotated[str | None, Opt(help="Unseen characters: error | unk.")] = None,
     val_file: Annotated[list[str] | None, Opt(help="Validation file(s); repeat for more.")] = None,
@@ -93,6 +108,13 @@ def train(
         hidden=hidden,
         embed=embed,
         dropout=dropout,
+        variational=variational,
+        residual=residual,
+        highway=highway,
+        layer_norm=layer_norm,
+        learn_init=learn_init,
+        peephole=peephole,
+        factors=factors,
         tokenizer=tokenizer,
         unknown=unknown,
         val_files=val_file,
@@ -203,7 +225,10 @@ def _root(
 
 # Other areas' commands. Each module registers on `app` or `task_app` when imported.
 app.add_typer(task_app, name="task")
-for _module in ("rnnlab.cli.reference",):
+for _module in (
+    "rnnlab.cli.compress",
+    "rnnlab.cli.reference",
+):
     importlib.import_module(_module)
 
 

@@ -21,7 +21,7 @@ from rnnlab.data.tokenizers import Tokenizer, load_tokenizer
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import StopMatcher, next_token
 from rnnlab.metrics import Score
-from rnnlab.nn.recurrent import Recurrent, State, detach_state
+from rnnlab.nn.recurrent import LockedDropout, Recurrent, State, detach_state
 from rnnlab.rundir import TOKENIZER, WEIGHTS, load_state_dict, load_tensors, read_config
 
 IGNORE = -100  # target id that is not scored (padding in evaluation)
@@ -37,8 +37,21 @@ class RNNLM(nn.Module):
         V = config.vocab_size
         self.embed = nn.Embedding(V, config.embed) if config.embed > 0 else None
         input_size = config.embed if config.embed > 0 else V
-        self.rnn = Recurrent(config.cell, input_size, config.hidden, config.layers, config.dropout)
-        self.drop = nn.Dropout(config.dropout)
+        self.rnn = Recurrent(
+            config.cell,
+            input_size,
+            config.hidden,
+            config.layers,
+            config.dropout,
+            variational=config.variational,
+            residual=config.residual,
+            highway=config.highway,
+            layer_norm=config.layer_norm,
+            learn_init=config.learn_init,
+            peephole=config.peephole,
+            factors=config.factors,
+        )
+        self.drop = LockedDropout(config.dropout) if config.variational else nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden, V)
 
     def forward(

@@ -1,0 +1,53 @@
+"""Helpers shared by the benchmark scripts: where the data is, what machine ran them, writing results."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("RNNLAB_SHARED", ROOT.parent / "shared")) / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> str:
+    """One line: CPU model, cores, PyTorch version, threads."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def corpus(name: str, split: str) -> Path | None:
+    """Path of ../shared/data/<name>/<split>.* or None when the shared data is absent."""
+    folder = SHARED / name
+    matches = sorted(folder.glob(f"{split}.*")) if folder.is_dir() else []
+    return matches[0] if matches else None
+
+
+def write_result(filename: str, title: str, body: str) -> Path:
+    """Write benchmarks/results/<filename> with the command that produced it and the machine."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = " ".join([Path(sys.executable).name, *[str(a) for a in sys.argv]])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    text = (
+        f"# {title}\n\n"
+        f"- command: `{command}`\n"
+        f"- machine: {machine()}\n"
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')} (commit {commit.stdout.strip() or 'unknown'})\n\n"
+        f"{body.strip()}\n"
+    )
+    path = RESULTS / filename
+    path.write_text(text)
+    return path

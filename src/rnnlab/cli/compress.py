@@ -1,0 +1,90 @@
+"""`rnnlab compress` and `rnnlab decompress`: lossless compression driven by a trained model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnlab.cli.app import app
+from rnnlab.errors import RnnlabError
+from rnnlab.models.language_model import LanguageModel
+from rnnlab.rundir import atomic_write_bytes
+from rnnlab.ui import console
+
+_DETERMINISM = (
+    "Decompress with the same model on the same kind of CPU with the same PyTorch and NumPy versions: "
+    "the model runs on CPU, single-threaded, and both sides must compute bit-identical predictions "
+    "(a mismatch is detected by a checksum, never returned as wrong data)."
+)
+_SHOW_PROGRESS = 20_000  # tokens; shorter inputs finish in a few seconds
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RnnlabError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar (on stderr) for long inputs; None, i.e. no bar, for short ones."""
+    if total < _SHOW_PROGRESS:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _summary(original: bytes, compressed: int, seconds: float) -> str:
+    chars = len(original.decode("utf-8", errors="replace"))
+    bits = 8 * compressed
+    bpc = f"{bits / chars:.4f} bits per char" if chars else "empty input"
+    rate = len(original) / 1024 / max(seconds, 1e-9)
+    return f"{len(original)} bytes <-> {compressed} bytes, {bpc} ({rate:.1f} KB/s)"
+
+
+@app.command(help=f"Compress INPUT into OUTPUT with the model in RUN_DIR (arithmetic coding). {_DETERMINISM}")
+def compress(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of the model.")],
+    input: Annotated[Path, typer.Argument(help="File to compress (any file for byte models, text for char models).")],
+    output: Annotated[Path, typer.Argument(help="Compressed file to write.")],
+) -> None:
+    from rnnlab.compress import compress as compress_bytes
+    from rnnlab.compress import tokenize
+
+    data = _read(input)
+    lm = LanguageModel.load(run_dir, device="cpu")
+    start = time.perf_counter()
+    with _progress("compressing", len(tokenize(lm, data))) as progress:
+        blob = compress_bytes(lm, data, progress)
+    atomic_write_bytes(output, blob)
+    console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
+
+
+@app.command(help=f"Decompress INPUT (from `rnnlab compress`) into OUTPUT with the same model. {_DETERMINISM}")
+def decompress(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of the model used to compress.")],
+    input: Annotated[Path, typer.Argument(help="Compressed file.")],
+    output: Annotated[Path, typer.Argument(help="File to write the original to.")],
+) -> None:
+    from rnnlab.compress import decompress as decompress_bytes
+    from rnnlab.compress import read_header
+
+    blob = _read(input)
+    header = read_header(blob)  # a damaged or foreign file fails before the model is loaded
+    lm = LanguageModel.load(run_dir, device="cpu")
+    start = time.perf_counter()
+    with _progress("decompressing", header.tokens) as progress:
+        data = decompress_bytes(lm, blob, progress)
+    atomic_write_bytes(output, data)
+    console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)

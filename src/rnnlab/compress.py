@@ -1,0 +1,349 @@
+"""Lossless compression with a trained language model: arithmetic (range) coding of its predictions.
+
+A model that predicts the next token with probability p spends -log2 p bits on it; an arithmetic coder
+turns exactly that into bits on disk (within a few bytes per file). The compressed size is therefore the
+model's own total log loss, the same number `rnnlab eval` reports, made tangible.
+
+For each token, in order:
+    logits  = model(previous token, carried state)      one step, float32, on CPU
+    freq    = quantise(softmax(logits))                  integers, every freq >= 1, sum == TOTAL
+    coder.encode(cum[token], freq[token])                narrows the interval by freq / TOTAL
+The first token has no context and is coded with a uniform table over the V tokens.
+
+The decoder runs the very same steps, reading each token out of the interval instead of writing it,
+then feeding it back into the model. Decoding is correct only if both sides compute *bit-identical*
+frequency tables, so both go through `_Predictor` (one code path, one token at a time) and the
+quantisation below uses only deterministic operations (element-wise float64 and exact integer sums).
+
+Determinism conditions (documented in the CLI help too): compress and decompress on CPU with the same
+PyTorch and NumPy versions on the same kind of CPU (floating-point kernels may differ between instruction
+sets), single-threaded (`torch.set_num_threads(1)` is set for the duration of a call). If the tables
+differ anyway, the CRC32 of the original detects it: decompression fails with a clear error, never
+silently returns wrong data.
+
+File format (version 1), little-endian:
+    magic "RNNZ" | version u8 | flags u8 (0) | model id 16 bytes | tokens u64 | bytes u64
+    | crc32 of the original u32 | payload length u64 | crc32 of the header so far u32 | payload
+The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
+the tokenizer, i.e. of the exact function that produced the tables.
+
+Inputs: byte-tokenizer models compress any file. Character models compress UTF-8 text whose characters
+are all in their vocabulary; other characters are an error that lists them (no escape mechanism: a
+character model has no probability for them, and mapping them to `<unk>` would lose them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.models.language_model import LanguageModel
+from rnnlab.nn.recurrent import State
+
+MAGIC = b"RNNZ"
+VERSION = 1
+_HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
+_HEADER_CRC = struct.Struct("<I")
+HEADER_SIZE = _HEADER.size + _HEADER_CRC.size
+
+# Frequencies sum to TOTAL = 2^TOTAL_BITS. With a 64-bit range kept >= 2^56, r = range >> 24 >= 2^32, so
+# integer truncation costs < 2^-32 of the range per symbol, and the >= 1 floor costs <= V / 2^24 of the mass.
+TOTAL_BITS = 24
+TOTAL = 1 << TOTAL_BITS
+
+Progress = Callable[[int], None]  # called with the number of tokens coded so far
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Range coder (the LZMA construction, widened to 64 bits)
+#
+# The coder keeps an interval [low, low + range) of the real line, scaled so that `range` has 64 bits
+# of precision. Coding a symbol with cumulative frequency c and frequency f out of TOTAL:
+#     r = range >> TOTAL_BITS;  low += r * c;  range = r * f
+# When range < 2^56 (its top byte is zero), one byte of `low` is settled: shift it out, range <<= 8.
+# `low` may overflow 64 bits (a carry); the carry belongs to bytes already "settled", so the most recent
+# byte is held back in `cache`, and a run of 0xFF bytes after it is only counted (`pending`): a carry
+# turns cache into cache + 1 and the 0xFF run into 0x00s. Without a carry they are written as they are.
+# Invariant: 2^56 <= range <= 2^64 - 1 between symbols; 0 <= low < 2^64 after each shift.
+# ---------------------------------------------------------------------------------------------------------
+
+_BITS = 64
+_MASK = (1 << _BITS) - 1
+_TOP = 1 << (_BITS - 8)  # renormalise when range drops below this
+_SHIFT = _BITS - 8  # position of the top byte of low
+
+
+class RangeEncoder:
+    """Writes symbols given as (cumulative frequency, frequency) out of TOTAL."""
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.range = _MASK
+        self.cache = 0  # the last byte shifted out, not yet written (a carry may still change it)
+        self.pending = 1  # cache + the 0xFF bytes behind it, all waiting for a possible carry
+        self.out = bytearray()
+
+    def encode(self, cum: int, freq: int) -> None:
+        r = self.range >> TOTAL_BITS
+        self.low += r * cum
+        self.range = r * freq
+        while self.range < _TOP:
+            self.range <<= 8
+            self._shift_low()
+
+    def _shift_low(self) -> None:
+        if self.low < (0xFF << _SHIFT) or self.low > _MASK:  # top byte is final: no later carry can reach it
+            carry = self.low >> _BITS
+            self.out.append((self.cache + carry) & 0xFF)
+            self.out.extend([(0xFF + carry) & 0xFF] * (self.pending - 1))
+            self.pending = 0
+            self.cache = (self.low >> _SHIFT) & 0xFF
+        self.pending += 1  # top byte is 0xFF: a carry could still ripple through it; hold it back
+        self.low = (self.low << 8) & _MASK
+
+    def finish(self) -> bytes:
+        """Flush all of `low` (8 bytes after the cache); the first byte is always 0 and is dropped."""
+        for _ in range(_BITS // 8 + 1):
+            self._shift_low()
+        return bytes(self.out[1:])
+
+
+class RangeDecoder:
+    """Reads back what RangeEncoder wrote, given the same frequency tables."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.range = _MASK
+        self.code = 0  # (value - low), always < range for a valid stream
+        for _ in range(_BITS // 8):
+            self.code = (self.code << 8) | self._byte()
+
+    def _byte(self) -> int:
+        """The next byte; past the end a valid stream never reads, so running out means corruption."""
+        if self.pos >= len(self.data):
+            raise RnnlabError("compressed data is corrupt (the payload ended too early)")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def finished(self) -> bool:
+        """True when the stream ends exactly here: the encoder's flush wrote its final `low`, so after the
+        last symbol every byte has been read and code = value - low = 0. Any damaged tail byte breaks this."""
+        return self.pos == len(self.data) and self.code == 0
+
+    def decode(self, cum: np.ndarray) -> int:
+        """The symbol s with cum[s] <= target < cum[s + 1]; `cum` has V + 1 entries from 0 to TOTAL."""
+        r = self.range >> TOTAL_BITS
+        target = self.code // r
+        if target >= TOTAL:  # the encoder never lands in [r * TOTAL, range)
+            raise RnnlabError("compressed data is corrupt (a symbol lies outside the coded range)")
+        s = int(np.searchsorted(cum, target, side="right")) - 1
+        lo = int(cum[s])
+        self.code -= r * lo
+        self.range = r * (int(cum[s + 1]) - lo)
+        while self.range < _TOP:
+            self.range <<= 8
+            self.code = ((self.code << 8) | self._byte()) & _MASK
+        return s
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model -> integer frequency tables
+# ---------------------------------------------------------------------------------------------------------
+
+
+def quantise(logits: np.ndarray) -> np.ndarray:
+    """Cumulative integer frequencies (V + 1 entries, 0 ... TOTAL) from float logits, deterministically.
+
+        p = softmax(logits) in float64                     (the normaliser is an exact math.fsum)
+        f = floor(p * (TOTAL - V)) + 1                     (every token >= 1, so any token is codable)
+        f[argmax p] += TOTAL - sum(f)                      (the rounding remainder, >= 0, to the likeliest)
+
+    Every step is element-wise or an exact integer sum, so equal logits give equal tables.
+    """
+    z = logits.astype(np.float64)
+    e = np.exp(z - z.max())
+    p = e / math.fsum(e.tolist())
+    V = len(p)
+    freq = np.floor(p * (TOTAL - V)).astype(np.int64) + 1
+    freq[int(np.argmax(p))] += TOTAL - int(freq.sum())
+    return np.concatenate(([0], np.cumsum(freq)))
+
+
+def uniform_table(V: int) -> np.ndarray:
+    """Cumulative frequencies of the uniform distribution over V tokens (each gets TOTAL // V or one more)."""
+    return (np.arange(V + 1, dtype=np.int64) * TOTAL) // V
+
+
+class _Predictor:
+    """The one code path both sides use: feed a token, get the next token's frequency table."""
+
+    def __init__(self, lm: LanguageModel) -> None:
+        if lm.device.type != "cpu" or lm.module.head.weight.dtype != torch.float32:
+            raise RnnlabError("compression needs the model in float32 on CPU (load it with device='cpu')")
+        self.module = lm.module.eval()
+        self.V = lm.module.config.vocab_size
+        self.state: State | None = None
+        self.x = torch.zeros((1, 1), dtype=torch.long)
+
+    def first(self) -> np.ndarray:
+        return uniform_table(self.V)
+
+    @torch.inference_mode()
+    def after(self, token: int) -> np.ndarray:
+        self.x[0, 0] = token
+        logits, self.state, _ = self.module(self.x, self.state)
+        return quantise(logits[0, -1].numpy())
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Single-threaded kernels for the duration (reductions then have one fixed order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------------
+
+
+def model_id(lm: LanguageModel) -> bytes:
+    """16 bytes identifying the model function: weights (names, dtypes, shapes, values), config, tokenizer."""
+    h = hashlib.sha256()
+    config = {
+        k: v for k, v in dataclasses.asdict(lm.module.config).items() if k != "dropout"
+    }  # dropout is off when coding
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(json.dumps(lm.tokenizer.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(lm.module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:16]
+
+
+def tokenize(lm: LanguageModel, data: bytes) -> np.ndarray:
+    """Token ids that decode back to exactly `data`, or a clear error if the model cannot represent it."""
+    tokenizer = lm.tokenizer
+    if tokenizer.kind == "byte":
+        return tokenizer.encode_bytes(data)  # type: ignore[attr-defined]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RnnlabError(
+            f"input is not UTF-8 text (byte {exc.start}); a character model compresses text only "
+            "(train with --tokenizer byte to compress any file)"
+        ) from None
+    ids = tokenizer.encode(text)  # characters outside the vocabulary: an error listing them
+    decoded = tokenizer.decode(ids)
+    if decoded != text:  # a vocabulary with <unk> maps unseen characters to it, which would lose them
+        missing = sorted({a for a, b in zip(text, decoded, strict=True) if a != b})
+        shown = " ".join(repr(c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise RnnlabError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}")
+    return ids
+
+
+def _untokenize(lm: LanguageModel, ids: list[int]) -> bytes:
+    if lm.tokenizer.kind == "byte":
+        return bytes(ids)
+    return lm.tokenizer.decode(ids).encode("utf-8")
+
+
+def compress(lm: LanguageModel, data: bytes, progress: Progress | None = None) -> bytes:
+    """Compress `data` with `lm`'s next-token predictions; `decompress` with the same model inverts it."""
+    ids = tokenize(lm, data).tolist()
+    payload = b""
+    if ids:
+        with _single_thread():
+            predictor, coder = _Predictor(lm), RangeEncoder()
+            table = predictor.first()
+            for i, token in enumerate(ids):
+                if i:
+                    table = predictor.after(ids[i - 1])
+                coder.encode(int(table[token]), int(table[token + 1] - table[token]))
+                if progress is not None and i % 1024 == 1023:
+                    progress(i + 1)
+            payload = coder.finish()
+    if progress is not None:
+        progress(len(ids))
+    header = _HEADER.pack(MAGIC, VERSION, 0, model_id(lm), len(ids), len(data), zlib.crc32(data), len(payload))
+    return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
+
+
+class Header(NamedTuple):
+    """The fields of a compressed file's header."""
+
+    model_id: bytes
+    tokens: int
+    bytes: int
+    crc32: int
+    payload: int
+
+
+def read_header(blob: bytes) -> Header:
+    """Parse and validate the header of a compressed file (magic, header checksum, version, length)."""
+    if len(blob) < HEADER_SIZE or blob[:4] != MAGIC:
+        raise RnnlabError("not an rnnlab compressed file (bad magic bytes or shorter than the header)")
+    header = blob[: _HEADER.size]
+    (crc,) = _HEADER_CRC.unpack_from(blob, _HEADER.size)
+    if zlib.crc32(header) != crc:
+        raise RnnlabError("compressed file is corrupt (header checksum mismatch)")
+    _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack(header)
+    if version != VERSION or flags != 0:
+        raise RnnlabError(
+            f"unsupported compressed format version {version} (flags {flags}); this rnnlab reads {VERSION}"
+        )
+    found = len(blob) - HEADER_SIZE
+    if found != payload:
+        what = "truncated" if found < payload else "has trailing data"
+        raise RnnlabError(f"compressed file is {what} (payload {found} bytes, header says {payload})")
+    return Header(mid, tokens, size, data_crc, payload)
+
+
+def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None) -> bytes:
+    """Invert `compress`: check the header and the model, decode, and verify length and CRC32."""
+    header = read_header(blob)
+    if header.model_id != model_id(lm):
+        raise RnnlabError(
+            f"file was compressed with a different model (id {header.model_id.hex()}, "
+            f"this model is {model_id(lm).hex()})"
+        )
+    n = header.tokens
+    ids: list[int] = []
+    if n:
+        with _single_thread():
+            predictor, coder = _Predictor(lm), RangeDecoder(blob[HEADER_SIZE:])
+            table = predictor.first()
+            for i in range(n):
+                if i:
+                    table = predictor.after(ids[-1])
+                ids.append(coder.decode(table))
+                if progress is not None and i % 1024 == 1023:
+                    progress(i + 1)
+            if not coder.finished():
+                raise RnnlabError("compressed data is corrupt (its last bytes do not end the code)")
+    if progress is not None:
+        progress(n)
+    data = _untokenize(lm, ids)
+    if len(data) != header.bytes or zlib.crc32(data) != header.crc32:
+        raise RnnlabError(
+            "decompressed data fails its checksum: the file is corrupt, or was compressed on a different "
+            "CPU type or PyTorch/NumPy version (model tables must be bit-identical)"
+        )
+    return data

@@ -1,0 +1,294 @@
+"""Recurrent cells, each written as its equations.
+
+Every cell splits its work the same way, which is also its fast path:
+    project(x)          the input's share of every gate for all T steps at once: one (N·T, D) x (D, G·H) product
+    step(xw_t, state)   what must stay in the time loop: the recurrent product and the gate arithmetic
+`forward_step(x_t, state)` (one step, used for sampling) and `forward(x, state)` (a sequence, used for
+training) are both built from these two, so they agree by construction, and tests check it anyway.
+
+Shapes: x (N, T, D) batch-first, h (N, H). State is a tensor h, or a tuple (h, c) for the LSTM.
+Parameter names and gate order follow `torch.nn.RNN/LSTM/GRU` where the equations are the same
+(`weight_ih` (G·H, D), `weight_hh` (G·H, H), `bias_ih`, `bias_hh`), so their weights load directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CellState = Tensor | tuple[Tensor, ...]
+
+
+class Cell(nn.Module):
+    """A recurrent cell: `project` the inputs once, then `step` through time."""
+
+    hidden_size: int
+
+    def project(self, x: Tensor) -> Tensor:
+        """Input contribution to every gate, for any leading shape: (..., D) -> (..., G·H)."""
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """One time step from the projected input xw (N, G·H): returns (h_t, new state)."""
+        raise NotImplementedError
+
+    def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
+        """Zeros: h_0 (and c_0) of shape (N, H)."""
+        return torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
+
+    def forward_step(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
+        """One step: x (N, D) -> h (N, H), state."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        return self.step(self.project(x), state)
+
+    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
+        """A sequence: x (N, T, D) -> outputs (N, T, H), final state."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        xw = self.project(x)  # hoisted out of the time loop
+        outputs = []
+        for t in range(x.shape[1]):
+            h, state = self.step(xw[:, t], state)
+            outputs.append(h)
+        return torch.stack(outputs, 1), state
+
+    def _uniform_init(self) -> None:
+        """PyTorch's default for its recurrent modules: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+
+def _gate_params(cell: Cell, D: int, H: int, input_gates: int, hidden_gates: int) -> None:
+    cell.hidden_size = H
+    cell.weight_ih = nn.Parameter(torch.empty(input_gates * H, D))
+    cell.weight_hh = nn.Parameter(torch.empty(hidden_gates * H, H))
+    cell.bias_ih = nn.Parameter(torch.empty(input_gates * H))
+    cell.bias_hh = nn.Parameter(torch.empty(hidden_gates * H))
+    cell._uniform_init()
+
+
+class ElmanCell(Cell):
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or ReLU (as `torch.nn.RNN`)."""
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
+        super().__init__()
+        _gate_params(self, input_size, hidden_size, 1, 1)
+        self.activation = {"tanh": torch.tanh, "relu": torch.relu}[nonlinearity]
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        h = self.activation(xw + F.linear(state, self.weight_hh, self.bias_hh))
+        return h, h
+
+
+class IRNNCell(ElmanCell):
+    """IRNN (Le, Jaitly & Hinton 2015): a ReLU Elman RNN with W_hh = I and zero biases at initialisation,
+    so that at the start the hidden state is copied forward and gradients neither vanish nor explode."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, "relu")
+        with torch.no_grad():
+            self.weight_hh.copy_(torch.eye(hidden_size))
+            self.bias_ih.zero_()
+            self.bias_hh.zero_()
+            nn.init.normal_(self.weight_ih, std=0.001)  # the paper's small Gaussian input weights
+
+
+class LSTMCell(Cell):
+    """LSTM (Hochreiter & Schmidhuber 1997; forget gate, Gers et al. 2000), gate order (i, f, g, o):
+
+        i = σ(W_i x + U_i h + p_i ⊙ c_{t-1})    f = σ(W_f x + U_f h + p_f ⊙ c_{t-1})    g = tanh(W_g x + U_g h)
+        c_t = f ⊙ c_{t-1} + i ⊙ g               o = σ(W_o x + U_o h + p_o ⊙ c_t)        h_t = o ⊙ tanh(c_t)
+
+    (biases omitted). Peephole weights p (Gers & Schmidhuber 2000) only with `peephole=True`; without
+    them this is exactly `torch.nn.LSTM`. The forget-gate bias starts at `forget_bias`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, forget_bias: float = 1.0) -> None:
+        super().__init__()
+        _gate_params(self, input_size, hidden_size, 4, 4)
+        H = hidden_size
+        with torch.no_grad():
+            self.bias_ih[H : 2 * H].fill_(forget_bias)
+            self.bias_hh[H : 2 * H].zero_()
+        self.peephole = nn.Parameter(torch.zeros(3, H)) if peephole else None
+
+    def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
+        zeros = torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
+        return zeros, zeros.clone()
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        h, c = state
+        i, f, g, o = (xw + F.linear(h, self.weight_hh, self.bias_hh)).chunk(4, 1)
+        if self.peephole is not None:
+            i, f = i + self.peephole[0] * c, f + self.peephole[1] * c
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        if self.peephole is not None:
+            o = o + self.peephole[2] * c
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
+class GRUCell(Cell):
+    """GRU in the PyTorch/cuDNN form, gate order (r, z, n); the reset gate acts *after* W_hn:
+
+    r = σ(W_r x + b_ir + U_r h + b_hr)     z = σ(W_z x + b_iz + U_z h + b_hz)
+    n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn))                h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        _gate_params(self, input_size, hidden_size, 3, 3)
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        xr, xz, xn = xw.chunk(3, 1)
+        hr, hz, hn = F.linear(state, self.weight_hh, self.bias_hh).chunk(3, 1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1 - z) * n + z * state
+        return h, h
+
+
+class GRUChoCell(Cell):
+    """GRU in the form of Cho et al. (2014) and the lectures: the reset gate acts *before* W_hn:
+
+        n = tanh(W_n x + b_in + U_n (r ⊙ h_{t-1}) + b_hn)          h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n
+
+    with r and z as in `GRUCell`. The two forms are different functions (equal only where r = 1);
+    this one needs a second recurrent product per step, after r is known.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        _gate_params(self, input_size, hidden_size, 3, 3)
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        H = self.hidden_size
+        xr, xz, xn = xw.chunk(3, 1)
+        rz = F.linear(state, self.weight_hh[: 2 * H], self.bias_hh[: 2 * H])
+        r, z = torch.sigmoid(xr + rz[:, :H]), torch.sigmoid(xz + rz[:, H:])
+        n = torch.tanh(xn + F.linear(r * state, self.weight_hh[2 * H :], self.bias_hh[2 * H :]))
+        h = z * state + (1 - z) * n
+        return h, h
+
+
+class MUTCell(Cell):
+    """MUT1, MUT2, MUT3: the three architectures found by evolutionary search in Jozefowicz, Zaremba &
+    Sutskever, "An Empirical Exploration of Recurrent Network Architectures" (ICML 2015), section 3.3
+    (the lecture slides misprint some terms; these are the paper's):
+
+        MUT1:  z = σ(W_xz x + b_z)                     r = σ(W_xr x + W_hr h + b_r)
+               h_{t+1} = tanh(W_hh (r ⊙ h) + tanh(x) + b_h) ⊙ z + h ⊙ (1 − z)
+        MUT2:  z = σ(W_xz x + W_hz h + b_z)            r = σ(x + W_hr h + b_r)
+               h_{t+1} = tanh(W_hh (r ⊙ h) + W_xh x + b_h) ⊙ z + h ⊙ (1 − z)
+        MUT3:  z = σ(W_xz x + W_hz tanh(h) + b_z)      r = σ(W_xr x + W_hr h + b_r)
+               h_{t+1} = tanh(W_hh (r ⊙ h) + W_xh x + b_h) ⊙ z + h ⊙ (1 − z)
+
+    Only the weights the paper has exist: `weight_ih` stacks the x-weights (MUT1: W_xz, W_xr; MUT2:
+    W_xz, W_xh; MUT3: W_xz, W_xr, W_xh), `weight_hh` the h-weights (MUT1: W_hr, W_hh; MUT2/3: W_hz,
+    W_hr, W_hh), `bias` is (b_z, b_r, b_h). MUT1 and MUT2 add x un-weighted, so they need D = H.
+    """
+
+    _X_TERMS: ClassVar[dict[int, str]] = {1: "zr", 2: "zh", 3: "zrh"}  # gates whose x-term has a weight
+    _H_TERMS: ClassVar[dict[int, str]] = {1: "rh", 2: "zrh", 3: "zrh"}  # gates with an h-weight
+
+    def __init__(self, input_size: int, hidden_size: int, variant: int) -> None:
+        super().__init__()
+        if variant in (1, 2) and input_size != hidden_size:
+            raise ValueError(f"MUT{variant} adds x un-weighted, so it needs input size = hidden size")
+        self.variant, self.hidden_size = variant, hidden_size
+        H = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(len(self._X_TERMS[variant]) * H, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(len(self._H_TERMS[variant]) * H, H))
+        self.bias = nn.Parameter(torch.empty(3 * H))
+        self._uniform_init()
+
+    def project(self, x: Tensor) -> Tensor:
+        """The x-terms of (z, r, candidate), with the paper's un-weighted x where it has no weight, plus biases."""
+        weighted = dict(
+            zip(
+                self._X_TERMS[self.variant],
+                F.linear(x, self.weight_ih).chunk(len(self._X_TERMS[self.variant]), -1),
+                strict=True,
+            )
+        )
+        unweighted = torch.tanh(x) if self.variant == 1 else x
+        terms = [weighted.get(gate, unweighted) for gate in "zrh"]
+        return torch.cat(terms, -1) + self.bias
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        xz, xr, xh = xw.chunk(3, 1)
+        hterms = dict(
+            zip(self._H_TERMS[self.variant], self.weight_hh.chunk(len(self._H_TERMS[self.variant]), 0), strict=True)
+        )
+        if self.variant == 1:
+            z = torch.sigmoid(xz)
+        elif self.variant == 2:
+            z = torch.sigmoid(xz + F.linear(state, hterms["z"]))
+        else:
+            z = torch.sigmoid(xz + F.linear(torch.tanh(state), hterms["z"]))
+        r = torch.sigmoid(xr + F.linear(state, hterms["r"]))
+        candidate = torch.tanh(F.linear(r * state, hterms["h"]) + xh)
+        h = candidate * z + state * (1 - z)
+        return h, h
+
+
+class MRNNCell(Cell):
+    """Multiplicative RNN (Sutskever, Martens & Hinton 2011) with factored 3-way weights: the input
+    chooses the hidden-to-hidden matrix W_hh(x) = W_hf diag(W_fx x) W_fh.
+
+        f_t = (W_fx x_t) ⊙ (W_fh h_{t-1})        h_t = tanh(W_hf f_t + W_hx x_t + b)
+
+    `weight_ih` stacks [W_fx; W_hx] so both input terms come from one hoisted product; `bias` is b;
+    `weight_fh` (F, H) and `weight_hf` (H, F) are the recurrent factors.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, factors: int = 0) -> None:
+        super().__init__()
+        self.hidden_size, self.factors = hidden_size, factors or hidden_size
+        Fn, H, D = self.factors, hidden_size, input_size
+        self.weight_ih = nn.Parameter(torch.empty(Fn + H, D))
+        self.bias = nn.Parameter(torch.empty(H))
+        self.weight_fh = nn.Parameter(torch.empty(Fn, H))
+        self.weight_hf = nn.Parameter(torch.empty(H, Fn))
+        self._uniform_init()
+        with torch.no_grad():
+            nn.init.normal_(self.weight_ih[:Fn], mean=1.0, std=0.1)  # factors start near "use W_hh as is"
+
+    def project(self, x: Tensor) -> Tensor:
+        """[W_fx x, W_hx x + b]: the input's factor gains and its direct contribution."""
+        xw = F.linear(x, self.weight_ih)
+        return torch.cat([xw[..., : self.factors], xw[..., self.factors :] + self.bias], -1)
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        fx, hx = xw[:, : self.factors], xw[:, self.factors :]
+        f = fx * F.linear(state, self.weight_fh)
+        h = torch.tanh(F.linear(f, self.weight_hf) + hx)
+        return h, h
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, *, peephole: bool = False, factors: int = 0) -> Cell:
+    """The cell called `name` (as in `--cell`)."""
+    if name in ("rnn-tanh", "rnn-relu"):
+        return ElmanCell(input_size, hidden_size, name.removeprefix("rnn-"))
+    if name == "irnn":
+        return IRNNCell(input_size, hidden_size)
+    if name == "lstm":
+        return LSTMCell(input_size, hidden_size, peephole=peephole)
+    if name == "gru":
+        return GRUCell(input_size, hidden_size)
+    if name == "gru-cho":
+        return GRUChoCell(input_size, hidden_size)
+    if name in ("mut1", "mut2", "mut3"):
+        return MUTCell(input_size, hidden_size, int(name[-1]))
+    if name == "mrnn":
+        return MRNNCell(input_size, hidden_size, factors)
+    raise ValueError(f"unknown cell {name!r}")
+
+
+CELL_NAMES = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn")

@@ -1,0 +1,189 @@
+"""Model-driven arithmetic coding: exact round trips, size equal to the model's log loss, clear errors."""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import inspect
+import math
+import shlex
+import string
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rnnlab
+from rnnlab.cli.app import main
+from rnnlab.compress import (
+    HEADER_SIZE,
+    TOTAL,
+    RangeDecoder,
+    RangeEncoder,
+    compress,
+    decompress,
+    quantise,
+    read_header,
+)
+from rnnlab.config import ModelConfig
+from rnnlab.data.tokenizers import CharTokenizer
+from rnnlab.errors import RnnlabError
+from rnnlab.models.language_model import RNNLM, LanguageModel
+
+# Real text: Python's own source. The models train on the first part; HELD_OUT is never trained on.
+SOURCE = "".join(inspect.getsource(module) for module in (textwrap, string, shlex, fnmatch, glob))
+HELD_OUT = SOURCE[-4000:]
+OPTIONS = {"preset": "tiny", "hidden": 48, "embed": 16, "batch_size": 8, "seq_len": 32, "progress": False}
+
+
+def train_run(root: Path, tokenizer: str) -> Path:
+    corpus = root / "corpus.py"
+    corpus.write_text(SOURCE[:-4000])
+    out = root / tokenizer
+    rnnlab.train([str(corpus)], out=out, max_steps=30, eval_every=10, lr=1e-2, tokenizer=tokenizer, **OPTIONS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_run(tmp_path_factory.mktemp("compress"), "char")
+
+
+@pytest.fixture(scope="module")
+def byte_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_run(tmp_path_factory.mktemp("compress"), "byte")
+
+
+def random_model(chars: str, seed: int, unk: bool = False) -> LanguageModel:
+    """An untrained character model (random weights): enough to drive the coder, built in milliseconds."""
+    tokenizer = CharTokenizer(chars, unk=unk)
+    torch.manual_seed(seed)
+    module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, cell="gru", hidden=16, embed=8, layers=1))
+    return LanguageModel(module.eval(), tokenizer)
+
+
+def model_bits(lm: LanguageModel, data: bytes) -> float:
+    """The model's total code length of `data`: scored tokens (batched path) + log2 V for the first token."""
+    score = lm.score(data)
+    return score.nats_per_token * score.tokens / math.log(2) + math.log2(lm.module.config.vocab_size)
+
+
+def test_range_coder_round_trip_including_carries() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        V = int(rng.integers(2, 300))
+        tables = [quantise((rng.standard_normal(V) * rng.uniform(0, 20)).astype(np.float32)) for _ in range(500)]
+        # Mostly the top symbols (low grows toward the top of the range: long 0xFF runs, then carries).
+        symbols = [V - 1 if rng.random() < 0.7 else int(rng.integers(V)) for _ in tables]
+        encoder = RangeEncoder()
+        for table, s in zip(tables, symbols, strict=True):
+            encoder.encode(int(table[s]), int(table[s + 1] - table[s]))
+        data = encoder.finish()
+        decoder = RangeDecoder(data)
+        assert [decoder.decode(table) for table in tables] == symbols
+        assert decoder.finished()
+        ideal = sum(-math.log2((t[s + 1] - t[s]) / TOTAL) for t, s in zip(tables, symbols, strict=True))
+        assert ideal <= 8 * len(data) <= ideal + 8 * 9
+
+
+def test_quantise_gives_every_token_a_frequency_and_a_fixed_total() -> None:
+    logits = np.array([0.0, -1e30, 50.0, 3.0, -np.inf], dtype=np.float32)
+    cum = quantise(logits)
+    freq = np.diff(cum)
+    assert cum[0] == 0 and cum[-1] == TOTAL
+    assert freq.min() >= 1 and int(np.argmax(freq)) == 2
+    np.testing.assert_array_equal(quantise(logits.copy()), cum)
+
+
+def test_round_trip_random_strings_from_the_vocabulary(char_run: Path) -> None:
+    lm = LanguageModel.load(char_run)
+    chars = lm.tokenizer.decode(range(lm.tokenizer.vocab_size))
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 17, 300):
+        text = "".join(rng.choice(list(chars), size=n)).encode()
+        blob = compress(lm, text)
+        assert decompress(lm, blob) == text
+        assert read_header(blob).tokens == n
+
+
+def test_empty_input_is_just_a_header(char_run: Path, byte_run: Path) -> None:
+    for run in (char_run, byte_run):
+        lm = LanguageModel.load(run)
+        blob = compress(lm, b"")
+        assert len(blob) == HEADER_SIZE
+        assert decompress(lm, blob) == b""
+
+
+def test_real_text_size_matches_the_models_log_loss(char_run: Path, byte_run: Path) -> None:
+    """Compressed bits = the model's total bits (eval's log-probs) within 1%, plus the coder's flush."""
+    text = HELD_OUT[:2000].encode()
+    for run in (char_run, byte_run):
+        lm = LanguageModel.load(run)
+        blob = compress(lm, text)
+        assert decompress(lm, blob) == text
+        payload_bits = 8 * (len(blob) - HEADER_SIZE)
+        ideal = model_bits(lm, text)
+        assert abs(payload_bits - ideal) <= 0.01 * ideal + 64, (payload_bits, ideal)
+    assert 8 * len(blob) < 0.7 * 8 * len(text)  # the trained byte model does compress its kind of text
+
+
+def test_byte_model_compresses_any_bytes(byte_run: Path) -> None:
+    lm = LanguageModel.load(byte_run)
+    data = np.random.default_rng(2).integers(0, 256, 500, dtype=np.uint8).tobytes() + b"\xff\xfe\x00"
+    assert decompress(lm, compress(lm, data)) == data
+
+
+def test_corrupted_or_truncated_files_are_clear_errors(byte_run: Path) -> None:
+    lm = LanguageModel.load(byte_run)
+    blob = compress(lm, HELD_OUT[:600].encode())
+    for position in (HEADER_SIZE, HEADER_SIZE + 40, len(blob) // 2, len(blob) - 1):  # payload bytes
+        damaged = bytearray(blob)
+        damaged[position] ^= 0x55
+        with pytest.raises(RnnlabError, match=r"corrupt|checksum"):
+            decompress(lm, bytes(damaged))
+    damaged = bytearray(blob)
+    damaged[20] ^= 1  # inside the model id: the header checksum catches it
+    with pytest.raises(RnnlabError, match="header checksum"):
+        decompress(lm, bytes(damaged))
+    with pytest.raises(RnnlabError, match="truncated"):
+        decompress(lm, blob[:-10])
+    with pytest.raises(RnnlabError, match="not an rnnlab compressed file"):
+        decompress(lm, blob[: HEADER_SIZE - 1])
+    with pytest.raises(RnnlabError, match="not an rnnlab compressed file"):
+        decompress(lm, b"PK\x03\x04" + blob[4:])
+
+
+def test_a_different_model_is_refused() -> None:
+    chars = "abcdefgh \n"
+    blob = compress(random_model(chars, seed=0), b"abc def\nhag")
+    assert decompress(random_model(chars, seed=0), blob) == b"abc def\nhag"
+    with pytest.raises(RnnlabError, match="different model"):
+        decompress(random_model(chars, seed=1), blob)  # same architecture and vocabulary, other weights
+
+
+def test_characters_outside_the_vocabulary_are_listed() -> None:
+    with pytest.raises(RnnlabError, match=r"'z'"):
+        compress(random_model("abc", seed=0), b"abcz")
+    with pytest.raises(RnnlabError, match=r"'z'"):  # <unk> in the vocabulary would lose 'z': still an error
+        compress(random_model("abc", seed=0, unk=True), b"abcz")
+    with pytest.raises(RnnlabError, match="not UTF-8"):
+        compress(random_model("abc", seed=0), b"ab\xff")
+
+
+def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    original = tmp_path / "in.txt"
+    original.write_bytes(HELD_OUT[:800].encode())
+    packed, unpacked = tmp_path / "in.rnnz", tmp_path / "out.txt"
+    main(["compress", str(byte_run), str(original), str(packed)])
+    assert "bits per char" in capsys.readouterr().err
+    main(["decompress", str(byte_run), str(packed), str(unpacked)])
+    assert unpacked.read_bytes() == original.read_bytes()
+    capsys.readouterr()
+    packed.write_bytes(packed.read_bytes()[:-3])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["decompress", str(byte_run), str(packed), str(unpacked)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "truncated" in err and len(err.strip().splitlines()) == 1
