@@ -19,6 +19,7 @@ from rnnlab._version import __version__
 from rnnlab.cli.tasks import task_app
 from rnnlab.config import parse_duration
 from rnnlab.data.corpus import resolve_inputs
+from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
 from rnnlab.train.trainer import train as run_training
@@ -191,11 +192,20 @@ def evaluate(
     inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs to score.")],
     as_json: Annotated[bool, Opt("--json", help="Print the scores as JSON.")] = False,
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+    dynamic: Annotated[
+        bool, Opt(help="Dynamic evaluation: adapt to the text while scoring it (Krause et al.).")
+    ] = False,
+    dynamic_lr: Annotated[float, Opt(help="Dynamic evaluation step size.")] = DynamicConfig.lr,
+    dynamic_decay: Annotated[
+        float, Opt(help="Dynamic evaluation decay toward the trained weights.")
+    ] = DynamicConfig.decay,
+    dynamic_segment: Annotated[int, Opt(help="Dynamic evaluation segment length (tokens).")] = DynamicConfig.segment,
 ) -> None:
     """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state)."""
     lm = LanguageModel.load(run_dir, device=device)
     files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
-    score = lm.score_files(files)
+    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
+    score = lm.score_files(files, adapt)
     if as_json:
         print(json.dumps(score.to_dict()))
         return

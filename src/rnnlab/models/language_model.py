@@ -18,6 +18,7 @@ from torch import nn
 
 from rnnlab.config import ModelConfig, model_config_from_dict
 from rnnlab.data.tokenizers import Tokenizer, load_tokenizer
+from rnnlab.dynamic import DynamicConfig, dynamic_nats
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import StopMatcher, next_token
 from rnnlab.metrics import Score
@@ -148,17 +149,19 @@ class LanguageModel:
         module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, run_dir)
 
-    def score(self, text: str | bytes) -> Score:
+    def score(self, text: str | bytes, dynamic: DynamicConfig | None = None) -> Score:
         """Bits per character, nats per token and perplexity of `text` (its first token is unscored).
 
         Bytes are accepted for byte-tokenizer models (any file); characters are then counted after
         UTF-8 decoding, so bits per character always means per character of the original text.
+        With `dynamic`, the model adapts to the text as it reads it (see rnnlab.dynamic); the loaded
+        weights are not changed.
         """
-        return Score.from_totals(*self._totals(text))
+        return Score.from_totals(*self._totals(text, dynamic))
 
-    def score_files(self, paths: list[Path]) -> Score:
+    def score_files(self, paths: list[Path], dynamic: DynamicConfig | None = None) -> Score:
         """One score over several files, each read from a fresh state (totals are summed)."""
-        totals = [self._totals(self._read(path)) for path in paths]
+        totals = [self._totals(self._read(path), dynamic) for path in paths]
         return Score.from_totals(*(sum(column) for column in zip(*totals, strict=True)))
 
     def _read(self, path: Path) -> str | bytes:
@@ -166,7 +169,7 @@ class LanguageModel:
 
         return path.read_bytes() if self.tokenizer.kind == "byte" else read_text(path)
 
-    def _totals(self, text: str | bytes) -> tuple[float, int, int]:
+    def _totals(self, text: str | bytes, dynamic: DynamicConfig | None = None) -> tuple[float, int, int]:
         """(nats, tokens scored, characters covered by the scored tokens)."""
         if isinstance(text, bytes):
             if self.tokenizer.kind == "byte":
@@ -179,7 +182,10 @@ class LanguageModel:
                     raise RnnlabError("text is not valid UTF-8; only byte-tokenizer models score raw bytes") from None
         if isinstance(text, str):
             ids = self.tokenizer.encode(text)
-        nats, count = total_nats(self.module, ids, device=self.device)
+        if dynamic is not None:
+            nats, count = dynamic_nats(self.module, ids, dynamic)
+        else:
+            nats, count = total_nats(self.module, ids, device=self.device)
         return nats, count, max(len(text) - 1, 0) if count else 0
 
     def generate(self, prime: str = "", length: int = 200, **options: Any) -> str:

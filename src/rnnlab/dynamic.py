@@ -1,0 +1,73 @@
+"""Dynamic evaluation (Krause, Kahembwe, Murray & Renals 2017, "Dynamic Evaluation of Neural Sequence
+Models"): the model keeps learning from the text it is scoring.
+
+The text is read in segments of T tokens, in order, with the hidden state carried. Each segment is
+scored with the current weights *first*, and only then used for a gradient step, so every token is
+predicted by a model that has never trained on it (the score is a fair compression rate). The update
+is RMS-normalised SGD with a decay that pulls the weights back toward the trained ones θ₀:
+
+    MS ← β·MS + (1 − β)·g²                          (running mean square of the gradient)
+    θ  ← θ − η · g / (√MS + ε) + λ · (θ₀ − θ)
+
+which is the paper's "RMS with decay" rule with the mean squares estimated online.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.nn.recurrent import State, detach_state
+
+
+@dataclass(frozen=True)
+class DynamicConfig:
+    """Step size η, decay λ toward the trained weights, segment length T, and the RMS constants."""
+
+    lr: float = 3e-5
+    decay: float = 1e-3
+    segment: int = 50
+    beta: float = 0.99
+    eps: float = 1e-8
+
+    def validate(self) -> None:
+        if not self.lr > 0:
+            raise RnnlabError(f"--dynamic-lr must be > 0, got {self.lr}")
+        if not 0 <= self.decay < 1:
+            raise RnnlabError(f"--dynamic-decay must be in [0, 1), got {self.decay}")
+        if self.segment < 1:
+            raise RnnlabError(f"--dynamic-segment must be >= 1, got {self.segment}")
+
+
+def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> tuple[float, int]:
+    """Sum of -ln p over tokens[1:] under dynamic evaluation, and the count. `module` is not modified."""
+    config.validate()
+    if len(tokens) < 2:
+        return 0.0, 0
+    model = copy.deepcopy(module).eval()  # dropout off: adaptation, not regularised training
+    params = [p for p in model.parameters() if p.requires_grad]
+    trained = [p.detach().clone() for p in params]
+    mean_square = [torch.zeros_like(p) for p in params]
+    device = params[0].device
+    ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
+    state: State | None = None
+    total = 0.0
+    for start in range(0, len(ids) - 1, config.segment):
+        x = ids[start : start + config.segment][None]
+        y = ids[start + 1 : start + config.segment + 1][None]
+        x = x[:, : y.shape[1]]
+        _, state, loss = model(x, state, y)
+        total += loss.item() * y.shape[1]  # scored before the model sees this segment's gradient
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for p, p0, ms in zip(params, trained, mean_square, strict=True):
+                ms.mul_(config.beta).addcmul_(p.grad, p.grad, value=1 - config.beta)
+                p.sub_(config.lr * p.grad / (ms.sqrt() + config.eps))
+                p.add_(config.decay * (p0 - p))
+        state = detach_state(state)
+    return total, len(ids) - 1
