@@ -238,6 +238,7 @@ app.add_typer(task_app, name="task")
 for _module in (
     "rnnlab.cli.compress",
     "rnnlab.cli.reference",
+    "rnnlab.cli.esn",
 ):
     importlib.import_module(_module)
 
