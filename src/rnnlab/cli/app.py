@@ -239,6 +239,8 @@ for _module in (
     "rnnlab.cli.compress",
     "rnnlab.cli.reference",
     "rnnlab.cli.esn",
+    "rnnlab.cli.probe",
+    "rnnlab.cli.serve",
 ):
     importlib.import_module(_module)
 

@@ -1,0 +1,1 @@
+"""Understanding trained models: interpretable cells, surprisal, gradient flow, memorisation, rendering."""

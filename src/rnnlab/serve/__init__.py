@@ -1,0 +1,1 @@
+"""A local web playground: stream samples from trained models and look at their units."""
