@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quality clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e . pytest pytest-timeout ruff playwright httpx
+	$(BIN)/pip install --quiet -c constraints.txt -e . pytest pytest-timeout ruff playwright httpx onnx onnxruntime
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,9 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# Speed checks (minutes). Each script writes benchmarks/results/<name>.md with its command and machine.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/cells.py
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/reference_speed.py
+
+# Quality under the 20-minute CPU budget (needs ../shared/data; about 45 minutes).
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --corpus shakespeare --time 20m
+	$(BIN)/python benchmarks/quality.py --corpus linux --time 20m -- --tokenizer byte
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import corpus, write_result
 from torch import nn
 
 import rnnlab
+from common import corpus, write_result
 
 
 def plain_loop(V: int, args: argparse.Namespace, tokens: torch.Tensor) -> list[float]:

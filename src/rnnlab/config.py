@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from rnnlab.data.tokenizers import WORD_PATTERN
 from rnnlab.errors import RnnlabError
 
-CELLS = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn")
+CELLS = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn",
+         "mingru", "minlstm", "ssm")  # fmt: skip
 OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
-TOKENIZERS = ("char", "byte")
+TOKENIZERS = ("char", "byte", "word", "bpe")
 DECAYS = ("cosine", "linear", "none")
 
 
@@ -36,6 +38,7 @@ class ModelConfig:
     learn_init: bool = False  # learned initial hidden state instead of zeros
     peephole: bool = False  # lstm only: peephole connections from the cell state to the gates
     factors: int = 0  # mrnn only: factors of the 3-way tensor (0: = hidden)
+    tie_weights: bool = False  # output layer reuses the embedding matrix (a projection H -> D when D != H)
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
@@ -45,6 +48,8 @@ class ModelConfig:
         _positive("--hidden", self.hidden)
         if self.factors < 0:
             raise RnnlabError(f"--factors must be >= 0, got {self.factors}")
+        if self.learn_init and self.cell == "ssm":
+            raise RnnlabError("--learn-init does not apply to --cell ssm (its state is a conv buffer and an ssm state)")
         if self.peephole and self.cell != "lstm":
             raise RnnlabError("--peephole applies to --cell lstm only")
         if self.cell in ("mut1", "mut2") and self.embed != self.hidden:
@@ -53,6 +58,8 @@ class ModelConfig:
             raise RnnlabError(f"--embed must be >= 0 (0 = one-hot input), got {self.embed}")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnlabError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.tie_weights and self.embed == 0:
+            raise RnnlabError("--tie-weights needs an embedding (--embed > 0)")
 
 
 @dataclass
@@ -64,6 +71,10 @@ class TrainConfig:
     val_fraction: float = 0.05  # taken from the end of each training file when no --val-file
     tokenizer: str = "char"
     unknown: str = "error"  # char tokenizer: "error" on unseen characters, or "unk" to map them
+    vocab_size_limit: int = 0  # word: most frequent pieces kept, <unk> included (0: all); bpe: 0 means 1000
+    min_count: int = 1  # word: pieces seen fewer times in training become <unk>
+    lowercase: bool = False  # word and bpe: lower-case the text before tokenizing
+    word_pattern: str = WORD_PATTERN  # word: regex for the pieces (text between matches is a piece too)
     batch_size: int = 32  # N parallel streams
     seq_len: int = 128  # T, the truncated-BPTT window
     optimizer: str = "adam"
@@ -86,13 +97,21 @@ class TrainConfig:
     patience: int = 0  # early stopping after this many evaluations without improvement; 0: off
     seed: int = 1337
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast for the training forward pass (GPU speed)
+    compile: bool = False  # torch.compile the model for the training step
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise RnnlabError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.tokenizer not in TOKENIZERS:
             raise RnnlabError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
         if self.unknown not in ("error", "unk"):
             raise RnnlabError(f"--unknown must be 'error' or 'unk', got {self.unknown!r}")
+        if self.vocab_size_limit < 0:
+            raise RnnlabError(f"--vocab-size must be >= 0 (0: no limit), got {self.vocab_size_limit}")
+        if self.min_count < 1:
+            raise RnnlabError(f"--min-count must be >= 1, got {self.min_count}")
         if self.optimizer not in OPTIMIZERS:
             raise RnnlabError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.decay not in DECAYS:

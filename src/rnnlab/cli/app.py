@@ -66,8 +66,17 @@ def train(
     ] = None,
     peephole: Annotated[bool | None, Opt("--peephole/--no-peephole", help="LSTM peephole connections.")] = None,
     factors: Annotated[int | None, Opt(help="mrnn: factors of the 3-way weights (0: = hidden).")] = None,
-    tokenizer: Annotated[str | None, Opt(help="char | byte")] = None,
+    tie_weights: Annotated[
+        bool | None, Opt("--tie-weights/--no-tie-weights", help="Output layer reuses the embedding matrix.")
+    ] = None,
+    tokenizer: Annotated[str | None, Opt(help="char | byte | word | bpe")] = None,
     unknown: Annotated[str | None, Opt(help="Unseen characters: error | unk.")] = None,
+    vocab_size: Annotated[
+        int | None, Opt(help="word: keep the most frequent pieces, <unk> included (0: all); bpe: size (1000).")
+    ] = None,
+    min_count: Annotated[int | None, Opt(help="word: rarer pieces become <unk>.")] = None,
+    lowercase: Annotated[bool | None, Opt("--lowercase/--no-lowercase", help="word, bpe: lower-case text.")] = None,
+    word_pattern: Annotated[str | None, Opt(help="word: regex for the pieces (the rest are pieces too).")] = None,
     val_file: Annotated[list[str] | None, Opt(help="Validation file(s); repeat for more.")] = None,
     val_fraction: Annotated[float | None, Opt(help="Fraction held out from the end of each file (0.05).")] = None,
     batch_size: Annotated[int | None, Opt(help="Parallel streams N.")] = None,
@@ -91,6 +100,10 @@ def train(
     patience: Annotated[int | None, Opt(help="Stop after N evaluations without improvement (0: off).")] = None,
     seed: Annotated[int | None, Opt()] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 | bf16 | fp16 (mixed precision; fp16 scales the loss).")] = None,
+    compile_model: Annotated[
+        bool | None, Opt("--compile/--no-compile", help="torch.compile the model (falls back if unavailable).")
+    ] = None,
 ) -> None:
     """Train a language model on text files (or, with no INPUT, on Python's own standard library)."""
     if out is None:
@@ -116,8 +129,13 @@ def train(
         learn_init=learn_init,
         peephole=peephole,
         factors=factors,
+        tie_weights=tie_weights,
         tokenizer=tokenizer,
         unknown=unknown,
+        vocab_size_limit=vocab_size,
+        min_count=min_count,
+        lowercase=lowercase,
+        word_pattern=word_pattern,
         val_files=val_file,
         val_fraction=val_fraction,
         batch_size=batch_size,
@@ -141,6 +159,8 @@ def train(
         patience=patience,
         seed=seed,
         device=device,
+        precision=precision,
+        compile=compile_model,
     )
     best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
     console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
@@ -241,6 +261,9 @@ for _module in (
     "rnnlab.cli.esn",
     "rnnlab.cli.probe",
     "rnnlab.cli.serve",
+    "rnnlab.cli.seq",
+    "rnnlab.cli.long_range",
+    "rnnlab.cli.export",
 ):
     importlib.import_module(_module)
 

@@ -6,10 +6,14 @@ the "generated C code" demo of char-rnn, with Python.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 import sysconfig
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from rnnlab.errors import RnnlabError
 from rnnlab.ui import notice
@@ -79,6 +83,61 @@ def read_text(path: Path) -> str:
         raise RnnlabError(
             f"{path} is not valid UTF-8 (byte {exc.start}); use --tokenizer byte to model raw bytes"
         ) from None
+
+
+PIECE_BYTES = 2 << 20  # corpora are read in pieces this size, so memory does not grow with the corpus
+
+
+def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """The bytes [start, stop) of a file, in pieces of at most PIECE_BYTES."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = (path.stat().st_size if stop is None else stop) - start
+        while left > 0 and (piece := f.read(min(PIECE_BYTES, left))):
+            left -= len(piece)
+            yield piece
+
+
+def decode_pieces(path: Path, pieces: Iterable[bytes], errors: str = "strict") -> Iterator[str]:
+    """UTF-8 text from byte pieces; an incremental decoder joins characters split across two pieces."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    offset = 0
+    try:
+        for piece in pieces:
+            if text := decoder.decode(piece):
+                yield text
+            offset += len(piece)
+        if text := decoder.decode(b"", final=True):
+            yield text
+    except UnicodeDecodeError as exc:
+        raise RnnlabError(
+            f"{path} is not valid UTF-8 (near byte {offset + exc.start}); use --tokenizer byte to model raw bytes"
+        ) from None
+
+
+def tail_start(path: Path, fraction: float, *, chars: bool) -> int:
+    """The byte offset where the last `fraction` of the file begins: of its bytes, or (chars=True) of its
+    UTF-8 characters, at a character boundary. Same cut as `split_tail` on the whole text, in bounded memory:
+    one pass counts characters (bytes that do not continue a character), a second reads one piece."""
+    size = path.stat().st_size
+    if not chars:
+        return size - round(size * fraction)
+    counts = [np.count_nonzero(_starts(piece)) for piece in read_pieces(path)]
+    total = sum(counts)
+    cut = total - round(total * fraction)  # characters in the head
+    before = 0
+    for index, count in enumerate(counts):
+        if before + count > cut:  # the cut character starts in this piece
+            piece_start = index * PIECE_BYTES
+            piece = next(read_pieces(path, piece_start, piece_start + PIECE_BYTES))
+            return piece_start + int(np.flatnonzero(_starts(piece))[cut - before])
+        before += count
+    return size
+
+
+def _starts(piece: bytes) -> np.ndarray:
+    """True at the bytes that begin a UTF-8 character (every byte but 10xxxxxx continuations)."""
+    return (np.frombuffer(piece, dtype=np.uint8) & 0xC0) != 0x80
 
 
 def split_tail(data: str | bytes, fraction: float) -> tuple[str | bytes, str | bytes]:

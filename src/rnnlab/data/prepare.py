@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from rnnlab.config import TrainConfig
-from rnnlab.data.corpus import default_corpus, read_text, resolve_inputs, split_tail
+from rnnlab.data.corpus import decode_pieces, default_corpus, read_pieces, resolve_inputs, tail_start
 from rnnlab.data.stream import BatchStream, TokenWriter, open_tokens, token_dtype
-from rnnlab.data.tokenizers import ByteTokenizer, CharTokenizer, Tokenizer, load_tokenizer, save_tokenizer
+from rnnlab.data.tokenizers import (
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    load_tokenizer,
+    save_tokenizer,
+)
 from rnnlab.errors import RnnlabError
 from rnnlab.ui import notice
 
@@ -52,44 +62,52 @@ class TokenStore:
 
 
 def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:
-    """Read inputs, fit the tokenizer on the training part, and write tokens/{train,val}.bin."""
+    """Fit the tokenizer on the training part of the inputs and write tokens/{train,val}.bin.
+
+    Every file is streamed in pieces (corpus.PIECE_BYTES), never read whole, so corpora larger than
+    memory work: one pass for the character vocabulary (char tokenizer), one to encode. A validation
+    part taken from the end of each file is a byte range found up front (`tail_start`).
+    """
     byte_level = config.tokenizer == "byte"
     files = resolve_inputs(config.inputs, allow_binary=byte_level) if config.inputs else default_corpus()
+    if not config.inputs and not byte_level:  # the default corpus skips a rare non-UTF-8 file
+        files = [path for path in files if _is_utf8(path)]
     val_files = resolve_inputs(config.val_files, allow_binary=byte_level) if config.val_files else []
     fraction = 0.0 if val_files else config.val_fraction
 
-    def pieces(paths: list[Path], part: str) -> list[str | bytes]:
-        """Each file's text (or bytes) restricted to the requested part: all, head or tail."""
-        out = []
-        for path in paths:
-            data: str | bytes = path.read_bytes() if byte_level else _read(path, config.inputs)
-            if part != "all":
-                data = split_tail(data, fraction)[0 if part == "head" else 1]
-            out.append(data)
-        return out
-
-    train_part, val_part = ("head", "tail") if fraction > 0 else ("all", "all")
-    train_texts = pieces(files, train_part)
-    if sum(len(t) for t in train_texts) == 0:
+    # Byte ranges (path, start, stop) of each split.
+    train_ranges: list[tuple[Path, int, int]] = []
+    val_ranges: list[tuple[Path, int, int]] = [(path, 0, path.stat().st_size) for path in val_files]
+    for path in files:
+        size = path.stat().st_size
+        cut = tail_start(path, fraction, chars=not byte_level) if fraction > 0 else size
+        train_ranges.append((path, 0, cut))
+        if fraction > 0:
+            val_ranges.append((path, cut, size))
+    if sum(stop - start for _, start, stop in train_ranges) == 0:
         raise RnnlabError("the training input is empty")
-    val_texts = pieces(val_files or files, val_part) if (val_files or fraction > 0) else []
 
-    tokenizer: Tokenizer = (
-        ByteTokenizer() if byte_level else CharTokenizer.fit(train_texts, unk=config.unknown == "unk")
-    )
+    tokenizer = _fit_tokenizer(config, _texts(train_ranges, config.tokenizer))
     folder = run_dir / "tokens"
     folder.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
     meta: dict = {"dtype": dtype.name, "splits": {}}
-    for name, texts in (("train", train_texts), ("val", val_texts)):
-        if name == "val" and not texts:
+    encode = _CharTable(tokenizer) if isinstance(tokenizer, CharTokenizer) else partial(_encode, tokenizer)
+    for name, ranges in (("train", train_ranges), ("val", val_ranges)):
+        if name == "val" and not ranges:
             continue
         writer = TokenWriter(folder / f"{name}.bin", dtype)
         chars = 0
         try:
-            for text in texts:
-                writer.write(_encode(tokenizer, text, name))
-                chars += len(text.decode("utf-8", errors="replace")) if isinstance(text, bytes) else len(text)
+            for path, start, stop in ranges:
+                if byte_level:  # characters are counted on the UTF-8 decoding, as bits/char needs
+                    for piece in read_pieces(path, start, stop):
+                        writer.write(_encode(tokenizer, piece, name))
+                    chars += sum(map(len, decode_pieces(path, read_pieces(path, start, stop), errors="replace")))
+                else:
+                    for text in _texts([(path, start, stop)], config.tokenizer):
+                        writer.write(encode(text, name))
+                        chars += len(text)
         finally:
             writer.close()
         meta["splits"][name] = {"tokens": writer.count, "chars": chars}
@@ -103,15 +121,79 @@ def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:
     return TokenStore.open(run_dir)
 
 
-def _read(path: Path, inputs: list[str]) -> str:
-    """Read text; in the default corpus a rare non-UTF-8 file is skipped rather than fatal."""
-    if inputs:
-        return read_text(path)
+def _fit_tokenizer(config: TrainConfig, texts: Iterator[str]) -> Tokenizer:
+    """The tokenizer of `config.tokenizer`, fitted on the training text (streamed piece by piece)."""
+    if config.tokenizer == "byte":
+        return ByteTokenizer()
+    if config.tokenizer == "word":
+        return WordTokenizer.fit(
+            texts,
+            vocab_size=config.vocab_size_limit,
+            min_count=config.min_count,
+            pattern=config.word_pattern,
+            lowercase=config.lowercase,
+        )
+    if config.tokenizer == "bpe":
+        return BPETokenizer.fit(texts, vocab_size=config.vocab_size_limit or 1000, lowercase=config.lowercase)
+    return CharTokenizer.fit(map(_distinct_chars, texts), unk=config.unknown == "unk")
+
+
+def _texts(ranges: list[tuple[Path, int, int]], kind: str) -> Iterator[str]:
+    """The text of byte ranges, piece by piece. For word and BPE tokenizers a piece ends where a run of
+    whitespace begins (the rest moves to the next piece), so no word is cut in two at a piece boundary."""
+    for path, start, stop in ranges:
+        carry = ""
+        for text in decode_pieces(path, read_pieces(path, start, stop)):
+            if kind not in ("word", "bpe"):
+                yield text
+                continue
+            text = carry + text
+            cut = _last_word_boundary(text)
+            carry = text[cut:]
+            if cut:
+                yield text[:cut]
+        if carry:
+            yield carry
+
+
+def _last_word_boundary(text: str) -> int:
+    """Where the last run of whitespace that follows non-whitespace begins (0: none)."""
+    last_space = max(text.rfind(c) for c in " \n\t\r")
+    return len(text[: last_space + 1].rstrip()) if last_space > 0 else 0
+
+
+def _is_utf8(path: Path) -> bool:
+    """Whether a file decodes as UTF-8 (streamed); a notice when it does not."""
     try:
-        return read_text(path)
+        for _ in decode_pieces(path, read_pieces(path)):
+            pass
     except RnnlabError:
         notice(f"skipped non-UTF-8 file {path}")
-        return ""
+        return False
+    return True
+
+
+def _distinct_chars(text: str) -> str:
+    """The distinct characters of a piece, found with one vectorised pass (set(text) is ~10x slower)."""
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return "".join(map(chr, np.flatnonzero(np.bincount(points)))) if len(points) else ""
+
+
+class _CharTable:
+    """CharTokenizer.encode as one table lookup per character: on a large corpus its binary search
+    (searchsorted) is most of the time. A piece with a character outside the vocabulary goes to the
+    tokenizer itself, which raises its error or maps it to <unk>."""
+
+    def __init__(self, tokenizer: CharTokenizer) -> None:
+        self.tokenizer = tokenizer
+        points = np.array([ord(c) for c in tokenizer.chars], dtype=np.int64)
+        self.table = np.full(int(points.max()) + 2, -1, dtype=np.int32)  # the last slot: beyond the vocabulary
+        self.table[points] = np.arange(len(points), dtype=np.int32)
+
+    def __call__(self, text: str, split: str) -> np.ndarray:
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = self.table[np.minimum(points, len(self.table) - 1)]
+        return _encode(self.tokenizer, text, split) if (ids < 0).any() else ids
 
 
 def _encode(tokenizer: Tokenizer, text: str | bytes, split: str) -> np.ndarray:

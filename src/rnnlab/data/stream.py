@@ -47,9 +47,13 @@ def open_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
 
 
 class BatchStream:
-    """Chunks of T tokens from N parallel streams; `batch(k)` is the k-th chunk of an epoch."""
+    """Chunks of T tokens from N parallel streams; `batch(k)` is the k-th chunk of an epoch.
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int) -> None:
+    `rows` keeps a slice of the N streams (one process's share under torchrun); batches are then
+    (len(rows), T), and the streams are exactly those rows of the full (N, S) grid.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)) -> None:
         N, T = batch_size, seq_len
         S = len(tokens) // N
         if S < T + 1:
@@ -58,7 +62,7 @@ class BatchStream:
                 f"(needs at least {N * (T + 1)}); use a smaller --batch-size or --seq-len"
             )
         self.batch_size, self.seq_len = N, T
-        self.grid = tokens[: N * S].reshape(N, S)  # still a memmap view: nothing is read yet
+        self.grid = tokens[: N * S].reshape(N, S)[rows]  # still a memmap view: nothing is read yet
         self.chunks_per_epoch = (S - 1) // T
 
     def batch(self, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:

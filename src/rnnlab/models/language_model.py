@@ -53,7 +53,11 @@ class RNNLM(nn.Module):
             factors=config.factors,
         )
         self.drop = LockedDropout(config.dropout) if config.variational else nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden, V)
+        # Weight tying (Press & Wolf 2017; Inan et al. 2017): logits = E h + b with E the embedding matrix;
+        # when D != H a linear projection H -> D comes first.
+        tied = config.tie_weights and self.embed is not None
+        self.proj = nn.Linear(config.hidden, config.embed) if tied and config.embed != config.hidden else None
+        self.head = TiedHead(self.embed) if tied else nn.Linear(config.hidden, V)
 
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
@@ -64,7 +68,8 @@ class RNNLM(nn.Module):
         else:
             x = F.one_hot(tokens, self.config.vocab_size).to(self.head.weight.dtype)
         out, state = self.rnn(x, state)
-        logits = self.head(self.drop(out))
+        out = self.drop(out)
+        logits = self.head(self.proj(out) if self.proj is not None else out)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
@@ -72,6 +77,26 @@ class RNNLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class TiedHead(nn.Module):
+    """Output layer whose weight is the embedding matrix; only the bias is its own parameter.
+
+    The embedding is held outside the module tree, so the state dict has one copy of the matrix
+    (safetensors refuses tensors that share memory).
+    """
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self._embedding = (embedding,)
+        self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._embedding[0].weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
 @torch.no_grad()
@@ -186,7 +211,7 @@ class LanguageModel:
             nats, count = dynamic_nats(self.module, ids, dynamic)
         else:
             nats, count = total_nats(self.module, ids, device=self.device)
-        return nats, count, max(len(text) - 1, 0) if count else 0
+        return nats, count, max(len(text) - _first_token_chars(self.tokenizer, text), 0) if count else 0
 
     def generate(self, prime: str = "", length: int = 200, **options: Any) -> str:
         """Sampled continuation of `prime` (not including it). Options as in `stream`."""
@@ -240,6 +265,13 @@ class LanguageModel:
         except RnnlabError:
             V = self.module.config.vocab_size
             return np.array([int(torch.randint(V, (1,), generator=generator))])
+
+
+def _first_token_chars(tokenizer: Tokenizer, text: str) -> int:
+    """Characters of `text` under its first token, which is context only (not scored), so that bits per
+    character divide by the characters the scored tokens cover: 1 for char/byte, a word or BPE piece else."""
+    pieces = getattr(tokenizer, "pieces", None)
+    return len(pieces(text)[0]) if pieces is not None and text else 1
 
 
 def _check_sampling(length: int, temperature: float, top_k: int, top_p: float) -> None:

@@ -288,7 +288,12 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, peephole: bool = 
         return MUTCell(input_size, hidden_size, int(name[-1]))
     if name == "mrnn":
         return MRNNCell(input_size, hidden_size, factors)
+    if name in ("mingru", "minlstm", "ssm"):
+        from rnnlab.nn.scan import SCAN_CELLS  # here, not at the top: scan.py builds on this module's `Cell`
+
+        return SCAN_CELLS[name](input_size, hidden_size)
     raise ValueError(f"unknown cell {name!r}")
 
 
-CELL_NAMES = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn")
+CELL_NAMES = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn",
+              "mingru", "minlstm", "ssm")  # fmt: skip

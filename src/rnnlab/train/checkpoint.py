@@ -5,6 +5,7 @@
     optim.<i>.<key>        optimiser state tensors (Adam moments, step counts, ...)
     state.<i>              the carried hidden state of the N training streams
     rng.cpu / rng.cuda.<i> random-number-generator states
+    rng.dist.cpu / .cuda   under torchrun: every rank's generator state, one row per rank
 and, as JSON in the file's metadata, the optimiser's non-tensor state and `Progress` (step, epoch,
 chunk cursor, best score, learning-rate scale, elapsed time). One file written atomically means a
 crash can never leave a checkpoint whose parts disagree.
@@ -59,8 +60,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     progress: Progress,
     carried: State | None,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write checkpoint/state.safetensors atomically."""
+    """Write checkpoint/state.safetensors atomically; `extra` tensors (per-rank RNG states) ride along."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim_state = optimizer.state_dict()
     plain: dict[str, Any] = {"param_groups": optim_state["param_groups"], "state": {}}
@@ -74,6 +76,7 @@ def save_checkpoint(
     for i, t in enumerate(state_tensors(carried)):
         tensors[f"state.{i}"] = t
     tensors["rng.cpu"] = torch.get_rng_state()
+    tensors.update(extra or {})
     if torch.cuda.is_available():
         for i, t in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = t

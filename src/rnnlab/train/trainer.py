@@ -34,10 +34,12 @@ from rnnlab.data.stream import BatchStream
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import LN2
 from rnnlab.models.language_model import RNNLM, resolve_device, total_nats
-from rnnlab.nn.recurrent import detach_state
+from rnnlab.nn.recurrent import State, detach_state
 from rnnlab.rundir import CONFIG, METRICS, WEIGHTS, atomic_save_tensors, atomic_write_json, read_config
 from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
+from rnnlab.train.distributed import Distributed, SilentReporter, session
 from rnnlab.train.optim import build_optimizer, lr_factor
+from rnnlab.train.precision import Precision, compile_model
 from rnnlab.train.progress import Reporter
 from rnnlab.ui import notice
 
@@ -69,18 +71,26 @@ def train(
 
     Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, ...`), the same
     names as the CLI flags. With `resume=True` the run in `out` continues exactly where its last
-    checkpoint left off; model options must then match the run's.
+    checkpoint left off; model options must then match the run's. Under `torchrun` every process calls
+    this; rank 0 prepares the run directory while the others wait (see rnnlab.train.distributed).
     """
     out = Path(out)
     options = {k: v for k, v in options.items() if v is not None}
     if inputs:
         options["inputs"] = list(inputs)
-    if resume:
-        model_cfg, train_cfg = _resume_configs(out, preset, options)
-    else:
-        model_cfg, train_cfg = build_configs(preset, **options)
-        _create_run(out, model_cfg, train_cfg)
-    return _Loop(out, model_cfg, train_cfg, progress).run()
+    with session(options.get("device", "auto")) as dist:
+        if dist.is_main:
+            if resume:
+                model_cfg, train_cfg = _resume_configs(out, preset, options)
+            else:
+                model_cfg, train_cfg = build_configs(preset, **options)
+                dist.rows(train_cfg.batch_size)  # indivisible N fails before anything is written
+                _create_run(out, model_cfg, train_cfg)
+        dist.barrier()
+        if not dist.is_main:
+            saved = read_config(out)
+            model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
+        return _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist).run()
 
 
 def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
@@ -147,19 +157,38 @@ def _write_config(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig)
 class _Loop:
     """One training session over a run directory (fresh or resumed)."""
 
-    def __init__(self, run_dir: Path, model_cfg: ModelConfig, config: TrainConfig, show_progress: bool) -> None:
-        self.run_dir, self.config = run_dir, config
-        self.device = resolve_device(config.device)
+    def __init__(
+        self,
+        run_dir: Path,
+        model_cfg: ModelConfig,
+        config: TrainConfig,
+        show_progress: bool,
+        dist: Distributed | None = None,
+    ) -> None:
+        self.run_dir, self.config, self.dist = run_dir, config, dist or Distributed()
+        self.device = self.dist.device(resolve_device(config.device))
         self.store = TokenStore.open(run_dir)
-        self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len)
+        rows = self.dist.rows(config.batch_size)  # this process's streams (all N when single-process)
+        self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len, rows)
         self.model = RNNLM(model_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), config)
-        self.progress, self.carried = load_checkpoint(run_dir, self.model, self.optimizer, self.device)
+        self.progress, self.carried = self._restore()
+        # What the training step calls: DDP around the model (gradient averaging), optionally compiled.
+        self.step_model = compile_model(self.dist.wrap(self.model, self.device), config.compile)
+        self.precision = Precision(config.precision, self.device)
         self.total_steps = self._step_budget()
-        self.reporter = Reporter(run_dir, config, self.total_steps, show_progress)
+        self.reporter = (
+            Reporter(run_dir, config, self.total_steps, show_progress) if self.dist.is_main else SilentReporter()
+        )
         self.stop_requested = False
         self.last_loss = math.nan
         self.evaluated_at = -1
+
+    def _restore(self) -> tuple[Progress, State | None]:
+        """Load the checkpoint; under torchrun keep this rank's rows of the carried state and its RNG."""
+        progress, carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        self.dist.restore_rng(self.run_dir, self.config.seed, progress.step, self.device)
+        return progress, self.dist.slice_state(carried, self.config.batch_size)
 
     def _step_budget(self) -> int:
         """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
@@ -222,6 +251,7 @@ class _Loop:
 
     def _done(self) -> bool:
         p, cfg = self.progress, self.config
+        self.stop_requested, p.elapsed = self.dist.agree(self.stop_requested, p.elapsed, self.device)
         return (
             self.stop_requested
             or (self.total_steps and p.step >= self.total_steps)
@@ -243,28 +273,35 @@ class _Loop:
         if p.chunk >= self.stream.chunks_per_epoch:  # epoch boundary: start the streams afresh
             p.epoch, p.chunk, self.carried = p.epoch + 1, 0, None
         x, y = self.stream.batch(p.chunk)
+        if self.device.type == "cuda":  # pinned pages: the copy runs asynchronously with the GPU's work
+            x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
-        _, state, loss = self.model(x, self.carried, y)
+        with self.precision.autocast():
+            _, state, loss = self.step_model(x, self.carried, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
+        scaler.unscale_(self.optimizer)
         if cfg.clip_value:
             torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm or math.inf)
-        loss_value = loss.item()
-        if not (math.isfinite(loss_value) and torch.isfinite(norm)):
+        loss_value = self.dist.mean(loss)
+        # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers its scale).
+        if not (math.isfinite(loss_value) and (torch.isfinite(norm) or scaler.is_enabled())):
             self._rollback(loss_value)
             return None
-        self.optimizer.step()
+        scaler.step(self.optimizer)
+        scaler.update()
         self.carried = detach_state(state)
-        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel()
+        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel() * self.dist.world
         return loss_value
 
     def _rollback(self, loss_value: float) -> None:
         """Non-finite loss or gradient: restore the last checkpoint and halve the learning rate."""
         scale = self.progress.lr_scale / 2
-        restored, self.carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        restored, self.carried = self._restore()
         vars(self.progress).update(vars(restored))  # in place: the loop holds a reference to it
         self.progress.lr_scale = scale
         notice(
@@ -289,15 +326,20 @@ class _Loop:
         self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
 
     def _save_weights(self) -> None:
-        atomic_save_tensors(self.run_dir / WEIGHTS, self.model.state_dict())
+        if self.dist.is_main:
+            atomic_save_tensors(self.run_dir / WEIGHTS, self.model.state_dict())
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, self.carried)
+        """Every rank contributes its carried rows and RNG state; rank 0 writes; all wait until it has."""
+        carried, rng = self.dist.gather_state(self.carried), self.dist.rng_tensors(self.device)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, carried, rng)
+        self.dist.barrier()
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric rows logged after `step` (they are about to be recomputed after a resume)."""
         path = self.run_dir / METRICS
-        if not path.exists():
+        if not self.dist.is_main or not path.exists():
             return
         rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
         path.write_text("".join(row + "\n" for row in rows))

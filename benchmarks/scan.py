@@ -1,0 +1,148 @@
+"""Training tokens/s of the parallel-scan cells (mingru, minlstm, ssm) vs torch.nn.GRU/LSTM, and sampling cost.
+
+1. Forward + backward of one layer (D = H) on N sequences of T steps, for several T, all in this run.
+2. The scan kernels alone: Heinsen's log-space `scan` vs `linear_scan` vs a Python loop, at the longest T.
+3. Sampling: ms per generated token after a prefix of 100 and of 10,000 tokens (state carried, one token
+   per call, as `LanguageModel.stream` does): flat in the prefix length means O(1) state.
+
+    python benchmarks/scan.py [--hidden 256] [--batch 16] [--seq 128 512 2048] [--ssm-max-seq 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from common import write_result
+from rnnlab.config import ModelConfig
+from rnnlab.models.language_model import RNNLM
+from rnnlab.nn.cells import make_cell
+from rnnlab.nn.scan import linear_scan, scan
+
+CELLS = ("mingru", "minlstm", "ssm")
+
+
+def seconds(fn, repeats: int) -> float:
+    """Median seconds of fn() after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_step(module: torch.nn.Module, x: torch.Tensor):
+    """Forward + backward with the sum of the outputs as the loss."""
+
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        out, _ = module(x)
+        out.sum().backward()
+
+    return run
+
+
+def throughput(args: argparse.Namespace) -> str:
+    H, N = args.hidden, args.batch
+    rows = []
+    for T in args.seq:
+        torch.manual_seed(0)
+        x = torch.randn(N, T, H)
+        modules = {"torch.nn.GRU": torch.nn.GRU(H, H, batch_first=True)}
+        modules["torch.nn.LSTM"] = torch.nn.LSTM(H, H, batch_first=True)
+        modules.update({name: make_cell(name, H, H) for name in CELLS if name != "ssm" or args.ssm_max_seq >= T})
+        rates = {}
+        for name, module in modules.items():
+            rates[name] = N * T / seconds(train_step(module, x), args.repeats)
+            print(f"T={T} {name}: {rates[name]:,.0f} tokens/s", flush=True)
+        gru = rates["torch.nn.GRU"]
+        rows += [f"| {T} | {name} | {rate:,.0f} | {rate / gru:.2f}x |" for name, rate in rates.items()]
+    table = ["| T | layer | tokens/s (fwd + bwd) | vs nn.GRU |", "|---:|---|---:|---:|", *rows]
+    return "\n".join(table)
+
+
+def kernels(args: argparse.Namespace) -> str:
+    """h_t = a_t h_{t-1} + b_t on (N, T, H), forward + backward, three ways."""
+    N, T, H = args.batch, max(args.seq), args.hidden
+    torch.manual_seed(0)
+    a = torch.sigmoid(torch.randn(N, T, H) + 2).requires_grad_()
+    b = torch.rand(N, T, H).requires_grad_()
+
+    def loop() -> torch.Tensor:
+        h, out = torch.zeros(N, H), []
+        for t in range(T):
+            h = a[:, t] * h + b[:, t]
+            out.append(h)
+        return torch.stack(out, 1)
+
+    ways = {
+        "Heinsen log-space `scan` (minGRU, minLSTM)": lambda: scan(a.log(), b.log()),
+        "`linear_scan` (ssm)": lambda: linear_scan(a, b),
+        "Python loop over t": loop,
+    }
+    rows = []
+    for name, fn in ways.items():
+        s = seconds(lambda fn=fn: fn().sum().backward(), args.repeats)
+        rows.append(f"| {name} | {s * 1e3:.0f} |")
+        print(f"kernel {name}: {s * 1e3:.0f} ms", flush=True)
+    return "\n".join(["| h_t = a_t h_{t-1} + b_t | ms (fwd + bwd) |", "|---|---:|", *rows])
+
+
+@torch.no_grad()
+def sampling(args: argparse.Namespace) -> str:
+    """ms per token when generating one token at a time with the carried state, after a long or short prefix."""
+    V, rows = 65, []
+    for name in ("gru", *CELLS):
+        torch.manual_seed(0)
+        model = RNNLM(ModelConfig(vocab_size=V, cell=name, layers=2, hidden=args.hidden, embed=64)).eval()
+        cells = []
+        for prefix in args.prefix:
+            start = time.perf_counter()
+            _, state, _ = model(torch.randint(V, (1, prefix)))  # the prompt, in one parallel pass
+            burn_in = time.perf_counter() - start
+            token = torch.zeros(1, 1, dtype=torch.long)
+            start = time.perf_counter()
+            for _ in range(args.tokens):
+                logits, state, _ = model(token, state)
+                token = logits[:, -1].argmax(-1, keepdim=True)
+            cells.append((burn_in, (time.perf_counter() - start) / args.tokens * 1e3))
+            print(f"sample {name} prefix {prefix}: {cells[-1][1]:.2f} ms/token, prompt {burn_in:.2f} s", flush=True)
+        row = " | ".join(f"{ms:.2f} | {s:.2f}" for s, ms in cells)
+        rows.append(f"| {name} | {row} |")
+    head = " | ".join(f"ms/token after {p:,} | prompt s ({p:,})" for p in args.prefix)
+    return "\n".join([f"| cell | {head} |", "|---|" + "---:|" * 2 * len(args.prefix), *rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, nargs="+", default=[128, 512, 2048])
+    parser.add_argument("--ssm-max-seq", type=int, default=512, help="ssm memory is N·T·2H·16 floats per tensor")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--prefix", type=int, nargs="+", default=[100, 10_000])
+    parser.add_argument("--tokens", type=int, default=100, help="tokens generated per sampling measurement")
+    args = parser.parse_args()
+    body = (
+        f"One layer, D = H = {args.hidden}, batch N = {args.batch}, float32, CPU, "
+        f"median of {args.repeats} after a warm-up; nn.GRU/LSTM are PyTorch's fused modules (oneDNN). "
+        f"ssm: expand 2 (E = {2 * args.hidden}), 16 states, conv 4; only for T <= {args.ssm_max_seq} "
+        "(it materialises h of N·T·E·16 floats).\n\n"
+        "## Training throughput\n\n" + throughput(args) + "\n\n"
+        f"## The scan kernels alone (N = {args.batch}, T = {max(args.seq)}, H = {args.hidden})\n\n"
+        + kernels(args)
+        + "\n\n"
+        f"## Sampling: 2-layer model, H = {args.hidden}, one token per call, {args.tokens} tokens\n\n"
+        + sampling(args)
+        + "\n"
+    )
+    print(write_result("scan.md", "Parallel-scan cells: training throughput and sampling cost", body))
+
+
+if __name__ == "__main__":
+    main()

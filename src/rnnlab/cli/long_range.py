@@ -1,0 +1,56 @@
+"""`rnnlab task binary-addition | adding | copy | reverse`: the long-range tasks, each trained until solved."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rnnlab.cli.tasks import task_app
+from rnnlab.nn.cells import CELL_NAMES
+from rnnlab.tasks.long_range import INITS, OPTIMIZERS, TASKS, train_task
+
+Opt = typer.Option
+
+
+def _register(name: str) -> None:
+    """Add `rnnlab task NAME` with the shared options."""
+    task = TASKS[name]
+
+    def command(
+        cell: Annotated[str, Opt(help=" | ".join(CELL_NAMES))] = "lstm",
+        optimizer: Annotated[str, Opt(help=" | ".join(OPTIMIZERS))] = "adam",
+        init: Annotated[str, Opt(help=" | ".join(INITS) + " (esn: spectral radius 1.1)")] = "default",
+        length: Annotated[int, Opt(help="T: training bits, delay or sequence length.")] = task.default_length,
+        steps: Annotated[int, Opt(help="Most updates (HF: outer iterations).")] = 2000,
+        seed: Annotated[int, Opt()] = 0,
+        hidden: Annotated[int, Opt(help="Hidden units H.")] = 64,
+        lr: Annotated[float | None, Opt(help="Learning rate (default per optimiser).")] = None,
+        time_limit: Annotated[float | None, Opt(help="Stop after this many seconds.")] = None,
+    ) -> None:
+        def report(step: int, seconds: float, metrics: dict[str, float]) -> None:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            print(f"step {step:5d}  {seconds:6.1f}s  {shown}", flush=True)
+
+        result = train_task(
+            name,
+            cell=cell,
+            optimizer=optimizer,
+            init=init,
+            length=length,
+            steps=steps,
+            seed=seed,
+            hidden=hidden,
+            lr=lr,
+            time_limit=time_limit,
+            callback=report,
+        )
+        verdict = "solved" if result.solved else "not solved"
+        print(f"{verdict} ({task.criterion}) after {result.steps} steps, {result.seconds:.1f}s")
+
+    command.__doc__ = f"Train on the {name} task until solved: {task.criterion}."
+    task_app.command(name)(command)
+
+
+for _name in TASKS:
+    _register(_name)

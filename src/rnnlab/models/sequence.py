@@ -1,0 +1,173 @@
+"""What the sequence architectures (classify, tagger, seq2seq, timeseries) share: the recurrent shape, a
+token vocabulary, padding, a small training loop, and run-directory save/load with a `kind`.
+
+Each architecture is a different way of wiring `rnnlab.nn.recurrent.Recurrent` (any `--cell`):
+many-to-one (classify), many-to-many (tagger, timeseries), many-to-one + one-to-many (seq2seq).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab._version import __version__
+from rnnlab.config import CELLS
+from rnnlab.errors import RnnlabError
+from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.rundir import CONFIG, WEIGHTS, atomic_save_tensors, atomic_write_json, load_state_dict, load_tensors
+from rnnlab.rundir import read_config as read_run_config
+
+PAD, UNK, START, END = "<pad>", "<unk>", "<START>", "<END>"
+
+
+@dataclass
+class SeqConfig:
+    """The recurrent part of every sequence model: cell, sizes and training budget."""
+
+    cell: str = "gru"
+    hidden: int = 64  # H
+    layers: int = 1  # L
+    embed: int = 32  # D
+    dropout: float = 0.0
+    steps: int = 500
+    batch_size: int = 32  # N
+    lr: float = 3e-3
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise RnnlabError for impossible values."""
+        if self.cell not in CELLS:
+            raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        for name in ("hidden", "layers", "embed", "steps", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise RnnlabError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.cell in ("mut1", "mut2") and self.embed != self.hidden:
+            raise RnnlabError(f"--cell {self.cell} needs --embed equal to --hidden")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnnlabError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0:
+            raise RnnlabError(f"--lr must be > 0, got {self.lr}")
+
+    def recurrent(self, input_size: int | None = None) -> Recurrent:
+        """The L-layer recurrent stack these settings describe."""
+        return Recurrent(self.cell, input_size or self.embed, self.hidden, self.layers, self.dropout)
+
+
+class Vocab:
+    """Token strings <-> ids; `<pad>` is 0 and `<unk>` 1, then any extra specials, then the tokens."""
+
+    def __init__(self, tokens: Iterable[str], specials: tuple[str, ...] = ()) -> None:
+        head = [PAD, UNK, *specials]
+        self.tokens = head + sorted(set(tokens) - set(head))
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self.index.get(t, 1) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
+
+def pad(seqs: list[list[int]], value: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists into (N, T) plus their lengths (N,)."""
+    if not seqs or min(len(s) for s in seqs) == 0:
+        raise RnnlabError("every sequence needs at least one token")
+    T = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), T), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s)
+    return out, torch.as_tensor([len(s) for s in seqs])
+
+
+def last_output(out: Tensor, lengths: Tensor) -> Tensor:
+    """(N, T, H) outputs -> (N, H) at each sequence's last real step (padding after it is ignored)."""
+    index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
+    return out.gather(1, index).squeeze(1)
+
+
+def select_state(state: State, index: Tensor) -> State:
+    """Pick batch rows of a state (L, N, H) or (h, c), e.g. to reorder beams."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
+
+def fit(
+    module: nn.Module,
+    batch_loss: Callable[[torch.Generator], Tensor],
+    config: SeqConfig,
+    max_time: float = 0.0,
+    log: Callable[[int, float], None] | None = None,
+) -> float:
+    """Adam with global-norm clipping and a cosine decay to 10% of `config.lr` over `config.steps` steps
+    or `max_time` seconds, whichever ends first; returns the mean loss of the last 10% of steps.
+    `batch_loss(generator)` draws a batch and returns its loss."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    start = time.perf_counter()
+
+    def progress(step: int) -> float:
+        elapsed = (time.perf_counter() - start) / max_time if max_time else 0.0
+        return min(max(step / config.steps, elapsed), 1.0)
+
+    cosine = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * progress(step)))
+    )
+    module.train()
+    recent: list[float] = []
+    for step in range(1, config.steps + 1):
+        loss = batch_loss(generator)
+        if not math.isfinite(loss.item()):
+            raise RnnlabError(f"training diverged at step {step} (loss {loss.item()}); try a smaller --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimizer.step()
+        cosine.step()
+        recent = [*recent[-max(config.steps // 10, 1) + 1 :], loss.item()]
+        if log is not None and (step % 100 == 0 or step == config.steps):
+            log(step, sum(recent) / len(recent))
+        if max_time and time.perf_counter() - start > max_time:
+            break
+    module.eval()
+    return sum(recent) / len(recent)
+
+
+def save_run(out: Path, kind: str, config: SeqConfig, module: nn.Module, extra: dict[str, Any]) -> Path:
+    """Write `out/config.json` (kind, shape, vocabularies, ...) and `out/model.safetensors`, atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"kind": kind, "rnnlab_version": __version__, "model": dataclasses.asdict(config), **extra}
+    atomic_save_tensors(out / WEIGHTS, module.state_dict())
+    atomic_write_json(out / CONFIG, data)
+    return out
+
+
+def read_run(run_dir: Path, kind: str) -> tuple[dict[str, Any], SeqConfig]:
+    """config.json of a `kind` run, with its SeqConfig; a run of another kind is a clear error."""
+    data = read_run_config(Path(run_dir))
+    if data.get("kind") != kind:
+        raise RnnlabError(f"{run_dir} is a {data.get('kind', 'language-model')!r} run, not a {kind!r} run")
+    names = {f.name for f in dataclasses.fields(SeqConfig)}
+    config = SeqConfig(**{k: v for k, v in data["model"].items() if k in names})
+    config.validate()
+    return data, config
+
+
+def load_weights(module: nn.Module, run_dir: Path) -> nn.Module:
+    """Load `run_dir/model.safetensors` strictly into `module` and put it in eval mode."""
+    path = Path(run_dir) / WEIGHTS
+    load_state_dict(module, load_tensors(path), path)
+    return module.eval()

@@ -1,0 +1,58 @@
+"""GPU speed paths for the training step: mixed precision (autocast, GradScaler) and torch.compile.
+
+Both are opt-in (`--precision bf16|fp16`, `--compile`); the default fp32, eager step is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnlab.ui import notice
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    """Autocast for the forward pass and, for fp16 on CUDA, a GradScaler against gradient underflow.
+
+    bf16 has fp32's exponent range, so it needs no scaler. The loss (cross-entropy) is computed in fp32
+    by autocast; evaluation always runs in fp32, so validation scores stay comparable across precisions.
+    """
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        self.dtype, self.device_type = DTYPES[name], device.type
+        self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16" and device.type == "cuda")
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+
+
+def compile_model(model: nn.Module, enabled: bool) -> Callable[..., Any]:
+    """`torch.compile(model)` when asked; if compiling fails (no compiler, unsupported platform), a
+    notice and the eager model. Compilation happens at the first call, so that is where we fall back."""
+    if not enabled:
+        return model
+    return _CompileOrEager(model)
+
+
+class _CompileOrEager:
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.compiled = model, torch.compile(model)
+        self.proven = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.proven:
+            return self.compiled(*args)
+        try:
+            result = self.compiled(*args)
+        except Exception as exc:  # any compiler failure (no C++ compiler, unsupported op): run eagerly
+            notice(f"torch.compile is unavailable here ({str(exc).strip().splitlines()[0][:200]}); training eagerly")
+            self.compiled = self.model
+            result = self.model(*args)
+        self.proven = True
+        return result

@@ -1,0 +1,51 @@
+"""The sequence commands end to end through `rnnlab.cli.main`: train, save, load, predict; bad input exits 2."""
+
+from __future__ import annotations
+
+from rnnlab.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """Exit status, stdout, stderr (progress and summaries go to stderr through the rich console)."""
+    try:
+        main([*args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classify_train_and_predict(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"good fun {i},pos\nbad dull {i},neg\n" for i in range(10)))
+    small = ["--steps", "60", "--hidden", "16", "--lr", "0.01"]
+    code, _, err = run(capsys, "classify", "train", "--out", str(tmp_path / "c"), "--data", str(data), *small)
+    assert code == 0 and "held-out accuracy" in err
+    code, out, _ = run(capsys, "classify", "predict", str(tmp_path / "c"), "good fun", "bad dull")
+    assert code == 0 and out.split("\n")[0].startswith("pos") and out.split("\n")[1].startswith("neg")
+
+
+def test_seq2seq_train_decode_and_errors(tmp_path, capsys):
+    run_dir = str(tmp_path / "s")
+    small = ["--length", "3", "--examples", "500", "--steps", "20", "--hidden", "16"]
+    code, _, err = run(capsys, "seq2seq", "train", "--out", run_dir, "--task", "sort", *small)
+    assert code == 0 and "exact match" in err
+    code, out, _ = run(capsys, "seq2seq", "decode", run_dir, "3 1 2", "--beam", "3")
+    assert code == 0 and len(out.split("\t")) == 2
+    code, _, err = run(capsys, "seq2seq", "train", "--out", run_dir, "--task", "nope")
+    assert code == 2 and err.startswith("error: unknown task 'nope'")
+    code, _, err = run(capsys, "tag", "predict", run_dir, "1", "0")
+    assert code == 2 and "not a 'tag' run" in err
+
+
+def test_tag_and_timeseries_commands(tmp_path, capsys):
+    code, _, err = run(capsys, "tag", "train", "--out", str(tmp_path / "t"), "--examples", "200", "--steps", "20")
+    assert code == 0 and "majority tag" in err
+    code, out, _ = run(capsys, "tag", "predict", str(tmp_path / "t"), "1", "1", "0")
+    assert code == 0 and out.count("\t") == 3
+    series = tmp_path / "s.csv"
+    series.write_text("value\n" + "\n".join(str(i % 7) for i in range(200)) + "\n")
+    fit = ["--data", str(series), "--steps", "20", "--window", "20", "--horizon", "3"]
+    code, out, err = run(capsys, "timeseries", "fit", "--out", str(tmp_path / "f"), *fit)
+    assert code == 0 and "naive last value" in err and len(out.strip().splitlines()[-1].split()) == 3
