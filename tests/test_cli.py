@@ -180,3 +180,12 @@ def test_existing_run_is_never_damaged(trained_run: Path, corpus_file: Path, cap
 def test_resume_needs_a_run(tmp_path: Path, capsys):
     expect_error(capsys, "train", "--resume", match="--resume needs --out")
     expect_error(capsys, "train", "--out", tmp_path / "none", "--resume", match="is not a directory")
+
+
+def test_characters_only_in_the_held_out_tail_are_in_the_vocabulary(tmp_path: Path, capsys):
+    """The default corpus has such files (ligatures in a docstring's tail): training must not fail on them."""
+    data = tmp_path / "tail.txt"
+    data.write_text("plain ascii text, repeated. " * 200 + "ﬅ")
+    code, _, err = run(capsys, "train", data, "--out", tmp_path / "run", *TINY_FLAGS, "--max-steps", "3")
+    assert code == 0, err
+    assert "ﬅ" in json.loads((tmp_path / "run" / "tokenizer.json").read_text())["chars"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:
     if sum(stop - start for _, start, stop in train_ranges) == 0:
         raise RnnlabError("the training input is empty")
 
-    tokenizer = _fit_tokenizer(config, _texts(train_ranges, config.tokenizer))
+    tokenizer = _fit_tokenizer(config, train_ranges, val_ranges)
     folder = run_dir / "tokens"
     folder.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
@@ -121,8 +122,16 @@ def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:
     return TokenStore.open(run_dir)
 
 
-def _fit_tokenizer(config: TrainConfig, texts: Iterator[str]) -> Tokenizer:
-    """The tokenizer of `config.tokenizer`, fitted on the training text (streamed piece by piece)."""
+def _fit_tokenizer(
+    config: TrainConfig, train_ranges: list[tuple[Path, int, int]], val_ranges: list[tuple[Path, int, int]]
+) -> Tokenizer:
+    """The tokenizer of `config.tokenizer`, fitted on the training text (streamed piece by piece).
+
+    The character vocabulary also covers the validation text, as char-rnn's does: a character set is
+    not training, and otherwise a held-out tail with one rare character (the standard library has a
+    few ligatures) could not be scored at all. Word and BPE vocabularies come from training text only.
+    """
+    texts = _texts(train_ranges, config.tokenizer)
     if config.tokenizer == "byte":
         return ByteTokenizer()
     if config.tokenizer == "word":
@@ -135,7 +144,8 @@ def _fit_tokenizer(config: TrainConfig, texts: Iterator[str]) -> Tokenizer:
         )
     if config.tokenizer == "bpe":
         return BPETokenizer.fit(texts, vocab_size=config.vocab_size_limit or 1000, lowercase=config.lowercase)
-    return CharTokenizer.fit(map(_distinct_chars, texts), unk=config.unknown == "unk")
+    everything = itertools.chain(texts, _texts(val_ranges, config.tokenizer))
+    return CharTokenizer.fit(map(_distinct_chars, everything), unk=config.unknown == "unk")
 
 
 def _texts(ranges: list[tuple[Path, int, int]], kind: str) -> Iterator[str]:
