@@ -52,7 +52,7 @@ class RNNLM(nn.Module):
             peephole=config.peephole,
             factors=config.factors,
         )
-        self.drop = LockedDropout(config.dropout) if config.variational else nn.Dropout(config.dropout)
+        self.drop = _dropout(config)
         # Weight tying (Press & Wolf 2017; Inan et al. 2017): logits = E h + b with E the embedding matrix;
         # when D != H a linear projection H -> D comes first.
         tied = config.tie_weights and self.embed is not None
@@ -97,6 +97,13 @@ class TiedHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
+
+
+def _dropout(config: ModelConfig) -> nn.Module:
+    """Dropout before the head; none at all when p = 0 (nn.Dropout(0) still costs a kernel per step)."""
+    if config.dropout == 0:
+        return nn.Identity()
+    return LockedDropout(config.dropout) if config.variational else nn.Dropout(config.dropout)
 
 
 @torch.no_grad()
