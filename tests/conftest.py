@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path) -> 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     rnnlab.train([str(corpus_file)], out=out, max_steps=150, eval_every=50, lr=1e-2, **TINY)
     return out
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
+    """Run `rnnlab ARGS` in-process: cli(*args) returns (exit status, stdout, stderr)."""
+    from rnnlab.cli.app import main
+
+    def invoke(*args: object) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

@@ -6,16 +6,16 @@ import torch
 
 from rnnlab.dynamic import DynamicConfig, dynamic_nats
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel, total_nats
+from rnnlab.models.language_model import LanguageModel, token_nats
 
 
 def test_tiny_step_size_equals_static_evaluation_with_batch_one(trained_run):
     lm = LanguageModel.load(trained_run)
     tokens = lm.tokenizer.encode("def value(x):\n    return [x[i] + 1 for i in range(len(x))]\n" * 3)
-    static, count = total_nats(lm.module, tokens, batch_size=1, seq_len=50)
-    dynamic, count2 = dynamic_nats(lm.module, tokens, DynamicConfig(lr=1e-30, decay=0.0, segment=50))
-    assert count == count2 == len(tokens) - 1
-    assert dynamic == pytest.approx(static, rel=1e-5)
+    static = token_nats(lm.module, tokens, batch_size=1, seq_len=50)
+    dynamic = dynamic_nats(lm.module, tokens, DynamicConfig(lr=1e-30, decay=0.0, segment=50))
+    assert len(static) == len(dynamic) == len(tokens) - 1
+    np.testing.assert_allclose(dynamic, static, rtol=1e-5)
 
 
 def test_first_segment_is_scored_before_any_update(trained_run):
@@ -24,9 +24,9 @@ def test_first_segment_is_scored_before_any_update(trained_run):
     config = DynamicConfig(lr=1e-2, segment=10)
     a = lm.tokenizer.encode("def items(key):\n" + "x" * 40)
     b = lm.tokenizer.encode("def items(key):\n" + "y" * 40)
-    head = lambda t: dynamic_nats(lm.module, t[:11], config)[0]  # noqa: E731
-    assert head(a) == head(b)
-    assert dynamic_nats(lm.module, a, config)[0] != dynamic_nats(lm.module, b, config)[0]
+    scored_a, scored_b = dynamic_nats(lm.module, a, config), dynamic_nats(lm.module, b, config)
+    np.testing.assert_array_equal(scored_a[:10], scored_b[:10])  # the shared first segment
+    assert scored_a[10:].sum() != scored_b[10:].sum()
 
 
 def test_adapting_to_a_repeated_unusual_text_lowers_bits(trained_run):

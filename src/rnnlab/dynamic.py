@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rnnlab.errors import RnnlabError
 from rnnlab.nn.recurrent import State, detach_state
@@ -43,11 +44,11 @@ class DynamicConfig:
             raise RnnlabError(f"--dynamic-segment must be >= 1, got {self.segment}")
 
 
-def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> tuple[float, int]:
-    """Sum of -ln p over tokens[1:] under dynamic evaluation, and the count. `module` is not modified."""
+def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> np.ndarray:
+    """-ln p of each of tokens[1:] under dynamic evaluation (float64). `module` is not modified."""
     config.validate()
     if len(tokens) < 2:
-        return 0.0, 0
+        return np.zeros(0)
     model = copy.deepcopy(module).eval()  # dropout off: adaptation, not regularised training
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params]
@@ -55,13 +56,16 @@ def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicCon
     device = params[0].device
     ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
     state: State | None = None
-    total = 0.0
+    nats = np.empty(len(ids) - 1)
     for start in range(0, len(ids) - 1, config.segment):
         x = ids[start : start + config.segment][None]
         y = ids[start + 1 : start + config.segment + 1][None]
         x = x[:, : y.shape[1]]
-        _, state, loss = model(x, state, y)
-        total += loss.item() * y.shape[1]  # scored before the model sees this segment's gradient
+        logits, state, _ = model(x, state)
+        losses = F.cross_entropy(logits[0], y[0], reduction="none")
+        # Scored before the model sees this segment's gradient.
+        nats[start : start + y.shape[1]] = losses.detach().double().cpu().numpy()
+        loss = losses.mean()
         model.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -70,4 +74,4 @@ def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicCon
                 p.sub_(config.lr * p.grad / (ms.sqrt() + config.eps))
                 p.add_(config.decay * (p0 - p))
         state = detach_state(state)
-    return total, len(ids) - 1
+    return nats

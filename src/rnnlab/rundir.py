@@ -62,11 +62,16 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a missing, truncated or corrupted file is a one-line RnnlabError."""
+    """Load a safetensors file; a missing, truncated or corrupted file is a one-line RnnlabError.
+
+    Each tensor is copied into its own fresh allocation: safetensors hands out views at arbitrary byte
+    offsets, and BLAS kernels pick code paths by alignment, so an unaligned weight can round differently
+    from the same weight in memory (a loaded model must compute exactly what the saved one did).
+    """
     if not path.is_file():
         raise RnnlabError(f"{path} is missing")
     try:
-        return load_file(path)
+        return {name: tensor.clone() for name, tensor in load_file(path).items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise RnnlabError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
 

@@ -22,6 +22,7 @@ from rnnlab.data.corpus import resolve_inputs
 from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.ngram import NgramConfig
 from rnnlab.train.trainer import train as run_training
 from rnnlab.ui import console
 
@@ -220,12 +221,20 @@ def evaluate(
         float, Opt(help="Dynamic evaluation decay toward the trained weights.")
     ] = DynamicConfig.decay,
     dynamic_segment: Annotated[int, Opt(help="Dynamic evaluation segment length (tokens).")] = DynamicConfig.segment,
+    mix: Annotated[
+        bool, Opt(help="Mix the network with an n-gram model of the training text and the text read so far.")
+    ] = False,
+    mix_lr: Annotated[float, Opt(help="Step size of the online mixer.")] = NgramConfig.lr,
+    mix_discount: Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")] = NgramConfig.discount,
 ) -> None:
     """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state)."""
     lm = LanguageModel.load(run_dir, device=device)
     files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
     adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
-    score = lm.score_files(files, adapt)
+    ngram = NgramConfig(lr=mix_lr, discount=mix_discount) if mix else None
+    if ngram is not None:
+        ngram.validate()
+    score = lm.score_files(files, adapt, ngram)
     if as_json:
         print(json.dumps(score.to_dict()))
         return

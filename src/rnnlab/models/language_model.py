@@ -22,6 +22,7 @@ from rnnlab.dynamic import DynamicConfig, dynamic_nats
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import StopMatcher, next_token
 from rnnlab.metrics import Score
+from rnnlab.ngram import NgramConfig, mixed_nats
 from rnnlab.nn.recurrent import LockedDropout, Recurrent, State, detach_state
 from rnnlab.rundir import TOKENIZER, WEIGHTS, load_state_dict, load_tensors, read_config
 
@@ -106,7 +107,6 @@ def _dropout(config: ModelConfig) -> nn.Module:
     return LockedDropout(config.dropout) if config.variational else nn.Dropout(config.dropout)
 
 
-@torch.no_grad()
 def total_nats(
     model: RNNLM,
     tokens: np.ndarray,
@@ -114,14 +114,27 @@ def total_nats(
     seq_len: int = 256,
     device: str | torch.device = "cpu",
 ) -> tuple[float, int]:
-    """Sum of -ln p(token | everything before it in its stream), and how many tokens were scored.
+    """Sum of -ln p(token | everything before it in its stream), and how many tokens were scored."""
+    nats = token_nats(model, tokens, batch_size, seq_len, device)
+    return float(nats.sum()), len(nats)
+
+
+@torch.no_grad()
+def token_nats(
+    model: RNNLM,
+    tokens: np.ndarray,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """-ln p(token | everything before it) for tokens[1:], in order (float64).
 
     Exact, not sampled: the M - 1 predictions are laid out as N padded streams (padding targets are
     ignored), the state is carried chunk to chunk, and every token after the first is scored once.
     """
     M = len(tokens)
     if M < 2:
-        return 0.0, 0
+        return np.zeros(0)
     was_training = model.training
     model.eval()
     P = M - 1
@@ -134,15 +147,15 @@ def total_nats(
     x_t = torch.from_numpy(x.reshape(N, S)).to(device)
     y_t = torch.from_numpy(y.reshape(N, S)).to(device)
     state: State | None = None
-    nats = 0.0
+    nats = torch.zeros(N, S, dtype=torch.float64)
     for start in range(0, S, seq_len):
         xb, yb = x_t[:, start : start + seq_len], y_t[:, start : start + seq_len]
         logits, state, _ = model(xb, state)
-        nats += F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).double(), yb.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        ).item()
+        nats[:, start : start + seq_len] = F.cross_entropy(
+            logits.double().transpose(1, 2), yb, ignore_index=IGNORE, reduction="none"
+        ).cpu()
     model.train(was_training)
-    return nats, P
+    return nats.reshape(-1)[:P].numpy()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -181,19 +194,22 @@ class LanguageModel:
         module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, run_dir)
 
-    def score(self, text: str | bytes, dynamic: DynamicConfig | None = None) -> Score:
+    def score(self, text: str | bytes, dynamic: DynamicConfig | None = None, mix: NgramConfig | None = None) -> Score:
         """Bits per character, nats per token and perplexity of `text` (its first token is unscored).
 
         Bytes are accepted for byte-tokenizer models (any file); characters are then counted after
         UTF-8 decoding, so bits per character always means per character of the original text.
         With `dynamic`, the model adapts to the text as it reads it (see rnnlab.dynamic); the loaded
-        weights are not changed.
+        weights are not changed. With `mix`, its predictions are mixed with an n-gram model of the
+        run's training text and of the text read so far (see rnnlab.ngram).
         """
-        return Score.from_totals(*self._totals(text, dynamic))
+        return Score.from_totals(*self._totals(text, dynamic, mix))
 
-    def score_files(self, paths: list[Path], dynamic: DynamicConfig | None = None) -> Score:
+    def score_files(
+        self, paths: list[Path], dynamic: DynamicConfig | None = None, mix: NgramConfig | None = None
+    ) -> Score:
         """One score over several files, each read from a fresh state (totals are summed)."""
-        totals = [self._totals(self._read(path), dynamic) for path in paths]
+        totals = [self._totals(self._read(path), dynamic, mix) for path in paths]
         return Score.from_totals(*(sum(column) for column in zip(*totals, strict=True)))
 
     def _read(self, path: Path) -> str | bytes:
@@ -201,7 +217,18 @@ class LanguageModel:
 
         return path.read_bytes() if self.tokenizer.kind == "byte" else read_text(path)
 
-    def _totals(self, text: str | bytes, dynamic: DynamicConfig | None = None) -> tuple[float, int, int]:
+    def _history(self) -> np.ndarray:
+        """The run's training tokens (both splits, in file order), the n-gram mixer's memory."""
+        from rnnlab.data.prepare import TokenStore
+
+        if self.run_dir is None or not (self.run_dir / "tokens").is_dir():
+            raise RnnlabError("n-gram mixing needs the run directory's tokens/ folder (the training text)")
+        store = TokenStore.open(self.run_dir)
+        return np.concatenate([store.train.tokens] + ([store.val.tokens] if store.val is not None else []))
+
+    def _totals(
+        self, text: str | bytes, dynamic: DynamicConfig | None = None, mix: NgramConfig | None = None
+    ) -> tuple[float, int, int]:
         """(nats, tokens scored, characters covered by the scored tokens)."""
         if isinstance(text, bytes):
             if self.tokenizer.kind == "byte":
@@ -215,10 +242,13 @@ class LanguageModel:
         if isinstance(text, str):
             ids = self.tokenizer.encode(text)
         if dynamic is not None:
-            nats, count = dynamic_nats(self.module, ids, dynamic)
+            nats = dynamic_nats(self.module, ids, dynamic)
         else:
-            nats, count = total_nats(self.module, ids, device=self.device)
-        return nats, count, max(len(text) - _first_token_chars(self.tokenizer, text), 0) if count else 0
+            nats = token_nats(self.module, ids, device=self.device)
+        if mix is not None and len(nats):
+            nats = mixed_nats(nats, self._history(), ids, self.tokenizer.vocab_size, mix)
+        count = len(nats)
+        return float(nats.sum()), count, max(len(text) - _first_token_chars(self.tokenizer, text), 0) if count else 0
 
     def generate(self, prime: str = "", length: int = 200, **options: Any) -> str:
         """Sampled continuation of `prime` (not including it). Options as in `stream`."""
