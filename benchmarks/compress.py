@@ -1,44 +1,53 @@
-"""Compressed bits per character of Shakespeare's validation text: rnnlab's model-driven arithmetic coder
-beside xz, bzip2, zstd and PPMd, each alone and with the training text as context.
+"""Compressed bits per character of Shakespeare's validation text: rnnlab's model-driven arithmetic coder,
+static and --dynamic, beside xz, bzip2, zstd and PPMd, each alone and with the training text as context.
 
-    .venv/bin/python benchmarks/compress.py --train-time 5m [--model DIR] [--bytes N]
+    .venv/bin/python benchmarks/compress.py [--run DIR | --train-time 10m --preset small] [--bytes N]
+        [--baseline REV --baseline-bytes 16384] [--threads 1]
+
+With no --run, a model is trained on train.txt only (`rnnlab train train.txt --preset small --max-time 10m`,
+whose validation split is the end of train.txt): valid.txt is never trained on. --run takes any run
+directory instead (e.g. a longer-trained model), which must also have been trained without valid.txt.
 
 "With context" compresses train+valid and subtracts the size of train alone: the tool's cost of the
 validation text when it has seen the training text first, the fair comparison with a model trained on it.
-The model trains on train.txt only (its validation split is the end of train.txt; valid.txt is never
-trained on). Missing tools are skipped with a note; nothing is installed. Results: results/compress.md.
+--baseline REV times the coder of git revision REV (src/rnnlab/compress.py as it was there) on the first
+--baseline-bytes bytes beside the current one, in the same run: the speed-up, on the same load. Missing
+tools are skipped with a note; nothing is installed. Results: results/compress.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
 import os
-import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
 import torch
 
 import rnnlab
-from rnnlab.compress import HEADER_SIZE, compress, decompress
+import rnnlab.compress as coder
+from common import ROOT, corpus, write_result
 from rnnlab.config import parse_duration
+from rnnlab.dynamic import DynamicConfig
 from rnnlab.metrics import LN2
 
-DATA = Path("/work/shared/data/shakespeare")
-RESULTS = Path(__file__).parent / "results" / "compress.md"
+SEVEN_ZIP = shutil.which("7z") or shutil.which("7zz") or "7z"
 
 # name -> (command that writes the compressed form of IN to OUT, version command)
 TOOLS: dict[str, tuple[Callable[[Path, Path], list[str]], list[str]]] = {
     "xz -9e": (lambda i, o: ["sh", "-c", f"xz -9e -c '{i}' > '{o}'"], ["xz", "--version"]),
     "bzip2 -9": (lambda i, o: ["sh", "-c", f"bzip2 -9 -c '{i}' > '{o}'"], ["bzip2", "--help"]),
     "zstd -19": (lambda i, o: ["zstd", "-19", "-q", "-f", str(i), "-o", str(o)], ["zstd", "--version"]),
-    "7z PPMd -mx=9": (lambda i, o: ["7z", "a", "-bd", "-t7z", "-m0=PPMd", "-mx=9", str(o), str(i)], ["7z"]),
+    "7z PPMd -mx=9": (lambda i, o: [SEVEN_ZIP, "a", "-bd", "-t7z", "-m0=PPMd", "-mx=9", str(o), str(i)], [SEVEN_ZIP]),
 }
 
 
@@ -59,55 +68,130 @@ def tool_version(name: str) -> str:
     return lines[0].strip() if lines else "?"
 
 
-def train_model(train_time: float, out: Path) -> Path:
-    """A small character LSTM trained on train.txt only, for `train_time` seconds on CPU."""
-    result = rnnlab.train(
-        [str(DATA / "train.txt")], out=out, preset="tiny", max_time=train_time, device="cpu", eval_every=500
-    )
+def train_model(train: Path, preset: str, train_time: float, out: Path) -> Path:
+    """A character model trained on train.txt only, for `train_time` seconds on CPU."""
+    result = rnnlab.train([str(train)], out=out, preset=preset, max_time=train_time, device="cpu", progress=False)
     print(f"trained {result.steps} steps in {result.elapsed:.0f}s, validation {result.best_val_bpc:.4f} bits/char")
     return result.run_dir
 
 
+def round_trip(
+    module: ModuleType, lm: rnnlab.LanguageModel, data: bytes, **options: object
+) -> tuple[bytes, float, float]:
+    """(compressed file, compress KB/s, decompress KB/s) with the coder `module`; checks the round trip."""
+    start = time.perf_counter()
+    blob = module.compress(lm, data, **options)
+    encode = time.perf_counter() - start
+    start = time.perf_counter()
+    if module.decompress(lm, blob) != data:
+        raise SystemExit("round trip failed")
+    decode = time.perf_counter() - start
+    kb = len(data) / 1024
+    return blob, kb / encode, kb / decode
+
+
+def baseline_coder(revision: str) -> ModuleType:
+    """src/rnnlab/compress.py at git `revision`, imported as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:src/rnnlab/compress.py"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "compress_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("compress_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def eval_bits(lm: rnnlab.LanguageModel, data: bytes, dynamic: DynamicConfig | None = None) -> float:
+    """`rnnlab eval`'s total bits of `data` (sequence forward), + log2 V for the unscored first token."""
+    score = lm.score(data, dynamic=dynamic)
+    return score.nats_per_token * score.tokens / LN2 + math.log2(lm.module.config.vocab_size)
+
+
+def describe_run(run_dir: Path, lm: rnnlab.LanguageModel) -> str:
+    """The model and how it was trained; refuses a model that saw valid.txt."""
+    config, train = lm.module.config, json.loads((run_dir / "config.json").read_text())["train"]
+    if any(Path(f).name.startswith("valid") for f in train["inputs"] + train["val_files"]):
+        raise SystemExit(f"{run_dir} was trained or validated on valid.txt: not a fair benchmark")
+    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "val_bpc" in line]
+    trained = (
+        f", {evals[-1]['step']} steps, validation (end of train.txt) {evals[-1]['val_bpc']:.4f} bpc" if evals else ""
+    )
+    return (
+        f"`{run_dir}`: {config.cell} L={config.layers} H={config.hidden} D={config.embed}, "
+        f"{config.vocab_size} tokens, {lm.module.num_parameters()} parameters, trained on {', '.join(train['inputs'])} "
+        f"(max_time {train['max_time']:.0f}s, batch {train['batch_size']}x{train['seq_len']}){trained}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-time", default="5m", help="training budget when no --model (default 5m)")
-    parser.add_argument("--model", type=Path, help="use this run directory instead of training one")
+    parser.add_argument("--run", type=Path, help="use this run directory instead of training one")
+    parser.add_argument("--train-time", default="10m", help="training budget when no --run (default 10m)")
+    parser.add_argument("--preset", default="small", help="training preset when no --run (default small)")
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/runs/compress"), help="run directory to train (must not exist)"
     )
     parser.add_argument("--bytes", type=int, default=0, help="compress only the first N bytes of valid.txt")
+    parser.add_argument("--baseline", help="git revision whose coder to time beside the current one")
+    parser.add_argument("--baseline-bytes", type=int, default=16384, help="bytes of valid.txt for the baseline")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    parser.add_argument("--dynamic-lr", type=float, default=DynamicConfig.lr)
+    parser.add_argument("--dynamic-decay", type=float, default=DynamicConfig.decay)
+    parser.add_argument("--dynamic-segment", type=int, default=DynamicConfig.segment)
     args = parser.parse_args()
-    if not (DATA / "train.txt").is_file() or not (DATA / "valid.txt").is_file():
-        print(f"skipped: {DATA} is absent")
+    train_path, valid_path = corpus("shakespeare", "train"), corpus("shakespeare", "valid")
+    if train_path is None or valid_path is None:
+        print("skipped: ../shared/data/shakespeare/{train,valid}.txt are absent")
         return
 
-    torch.set_num_threads(1)
-    train, valid = (DATA / "train.txt").read_bytes(), (DATA / "valid.txt").read_bytes()
+    torch.set_num_threads(args.threads)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    train, valid = train_path.read_bytes(), valid_path.read_bytes()
     if args.bytes:
         valid = valid[: args.bytes]
     chars = len(valid.decode("utf-8"))
-    run_dir = args.model or train_model(parse_duration(args.train_time), args.out)
+    run_dir = args.run or train_model(train_path, args.preset, parse_duration(args.train_time), args.out)
     lm = rnnlab.LanguageModel.load(run_dir)
-    config = lm.module.config
+    dynamic = DynamicConfig(lr=args.dynamic_lr, decay=args.dynamic_decay, segment=args.dynamic_segment)
 
-    score = lm.score(valid)
-    eval_bits = score.nats_per_token * score.tokens / LN2 + math.log2(config.vocab_size)
-    start = time.perf_counter()
-    blob = compress(lm, valid)
-    enc_s = time.perf_counter() - start
-    start = time.perf_counter()
-    assert decompress(lm, blob) == valid, "round trip failed"
-    dec_s = time.perf_counter() - start
-    kb = len(valid) / 1024
+    def row(method: str, context: str, size: float, speeds: str = "| | |") -> str:
+        return f"| {method} | {context} | {size:.0f} | {8 * size / chars:.4f} {speeds}"
 
-    rows = [
-        f"| rnnlab ({config.cell} L={config.layers} H={config.hidden}, {config.vocab_size} chars) "
-        f"| {len(blob)} | {8 * len(blob) / chars:.4f} | trained on train.txt | {kb / enc_s:.2f} / {kb / dec_s:.2f} |",
-        f"| rnnlab payload only (without the {HEADER_SIZE}-byte header) | {len(blob) - HEADER_SIZE} "
-        f"| {8 * (len(blob) - HEADER_SIZE) / chars:.4f} | | |",
-        f"| model's eval log loss (`rnnlab eval`, + log2 V for the first char) | {eval_bits / 8:.0f} "
-        f"| {eval_bits / chars:.4f} | | |",
-    ]
+    rows = []
+    for label, options, context in (
+        ("rnnlab compress", {}, "trained on train.txt"),
+        (
+            f"rnnlab compress --dynamic (lr {dynamic.lr:g}, decay {dynamic.decay:g}, segment {dynamic.segment})",
+            {"dynamic": dynamic},
+            "trained on train.txt, adapts to valid.txt as it codes",
+        ),
+    ):
+        blob, encode, decode = round_trip(coder, lm, valid, **options)
+        header = coder.read_header(blob).size
+        rows.append(row(label, context, len(blob), f"| {encode:.2f} | {decode:.2f} |"))
+        rows.append(row(f"{label}: payload only (without the {header}-byte header)", "", len(blob) - header))
+        eval_flag = " --dynamic" if options else ""
+        ideal = eval_bits(lm, valid, options.get("dynamic"))
+        rows.append(row(f"`rnnlab eval{eval_flag}` log loss (+ log2 V for the first char)", "", ideal / 8))
+
+    speed = []
+    if args.baseline:
+        head = valid[: args.baseline_bytes]
+        _, old_encode, old_decode = round_trip(baseline_coder(args.baseline), lm, head)
+        _, new_encode, new_decode = round_trip(coder, lm, head)
+        speed = [
+            f"Speed of the static coder on the first {len(head)} bytes, both in this run (KB/s):",
+            "",
+            "| coder | compress | decompress |",
+            "|---|---:|---:|",
+            f"| `{args.baseline}` (before) | {old_encode:.2f} | {old_decode:.2f} |",
+            f"| this tree | {new_encode:.2f} | {new_decode:.2f} |",
+            f"| speed-up | {new_encode / old_encode:.1f}x | {new_decode / old_decode:.1f}x |",
+            "",
+        ]
+
     notes, versions = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in TOOLS:
@@ -115,39 +199,39 @@ def main() -> None:
                 notes.append(f"- {name}: skipped, `{TOOLS[name][1][0]}` is not installed")
                 continue
             versions.append(f"- {name}: {tool_version(name)}")
-            alone, speed = tool_size(name, valid, Path(tmp))
+            alone, tool_speed = tool_size(name, valid, Path(tmp))
             both, _ = tool_size(name, train + valid, Path(tmp))
             base, _ = tool_size(name, train, Path(tmp))
-            rows.append(f"| {name} | {alone} | {8 * alone / chars:.4f} | alone | {speed:.0f} |")
-            rows.append(f"| {name} | {both - base} | {8 * (both - base) / chars:.4f} | train.txt as context | |")
+            rows.append(row(name, "alone", alone, f"| {tool_speed:.0f} | |"))
+            rows.append(row(name, "train.txt as context", both - base))
 
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?")
-    report = "\n".join(
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    body = "\n".join(
         [
-            "# Compression: model-driven arithmetic coding vs general-purpose compressors",
+            f"Text: {valid_path}" + (f", first {len(valid)} bytes" if args.bytes else "") + f" ({chars} chars).",
+            f"Model: {describe_run(run_dir, lm)}.",
+            f"NumPy {np.__version__}; rnnlab codes on CPU, single-threaded. Load average (1, 5, 15 min) "
+            f"{' '.join(load_before)} before, {' '.join(load_after)} after, on {os.cpu_count()} cores: "
+            "the machine was shared, so speeds are lower bounds; compare ratios within this file.",
             "",
-            f"Command: `.venv/bin/python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
-            f"Machine: {cpu}, nproc {os.cpu_count()}, Python {platform.python_version()}, torch {torch.__version__}, "
-            "rnnlab coding single-threaded on CPU (the machine was shared with other jobs: speeds are lower bounds).",
-            f"Text: {DATA}/valid.txt" + (f", first {len(valid)} bytes" if args.bytes else "") + f" ({chars} chars).",
-            f"Model: `{run_dir}`, {lm.module.num_parameters()} parameters, trained on train.txt only.",
-            "",
-            "| method | bytes | bits/char | context | speed KB/s (compress / decompress) |",
-            "|---|---:|---:|---|---:|",
+            "| method | context | bytes | bits/char | compress KB/s | decompress KB/s |",
+            "|---|---|---:|---:|---:|---:|",
             *rows,
             "",
             '"train.txt as context": size(train+valid) - size(train). For bzip2 (independent 900 KB blocks) this',
             "difference is a block-boundary artefact, not use of context. 7z sizes include its archive header.",
+            "The eval rows are the model's own log loss from `rnnlab eval` (a sequence forward): the coder's",
+            "payload must match them (it predicts step by step, so equal to float rounding, not bitwise).",
             "",
+            *speed,
             *versions,
             *notes,
-            "",
         ]
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
+    path = write_result(
+        "compress.md", "Compression: model-driven arithmetic coding vs general-purpose compressors", body
+    )
+    print(path.read_text())
 
 
 if __name__ == "__main__":

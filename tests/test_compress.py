@@ -8,7 +8,9 @@ import inspect
 import math
 import shlex
 import string
+import struct
 import textwrap
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 import rnnlab
 from rnnlab.cli.app import main
 from rnnlab.compress import (
+    DYNAMIC_HEADER_SIZE,
     HEADER_SIZE,
     TOTAL,
     RangeDecoder,
@@ -29,6 +32,7 @@ from rnnlab.compress import (
 )
 from rnnlab.config import ModelConfig
 from rnnlab.data.tokenizers import CharTokenizer
+from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM, LanguageModel
 
@@ -36,6 +40,7 @@ from rnnlab.models.language_model import RNNLM, LanguageModel
 SOURCE = "".join(inspect.getsource(module) for module in (textwrap, string, shlex, fnmatch, glob))
 HELD_OUT = SOURCE[-4000:]
 OPTIONS = {"preset": "tiny", "hidden": 48, "embed": 16, "batch_size": 8, "seq_len": 32, "progress": False}
+DYNAMIC = DynamicConfig(lr=1e-3, decay=1e-3, segment=20)
 
 
 def train_run(root: Path, tokenizer: str) -> Path:
@@ -56,17 +61,18 @@ def byte_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(tmp_path_factory.mktemp("compress"), "byte")
 
 
-def random_model(chars: str, seed: int, unk: bool = False) -> LanguageModel:
+def random_model(chars: str, seed: int, unk: bool = False, cell: str = "gru") -> LanguageModel:
     """An untrained character model (random weights): enough to drive the coder, built in milliseconds."""
     tokenizer = CharTokenizer(chars, unk=unk)
     torch.manual_seed(seed)
-    module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, cell="gru", hidden=16, embed=8, layers=1))
+    module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, hidden=16, embed=8, layers=1))
     return LanguageModel(module.eval(), tokenizer)
 
 
-def model_bits(lm: LanguageModel, data: bytes) -> float:
-    """The model's total code length of `data`: scored tokens (batched path) + log2 V for the first token."""
-    score = lm.score(data)
+def model_bits(lm: LanguageModel, data: bytes, dynamic: DynamicConfig | None = None) -> float:
+    """The model's total code length of `data` as `rnnlab eval` computes it (a sequence forward, not steps):
+    the scored tokens, static or dynamic, + log2 V for the first token."""
+    score = lm.score(data, dynamic=dynamic)
     return score.nats_per_token * score.tokens / math.log(2) + math.log2(lm.module.config.vocab_size)
 
 
@@ -129,6 +135,41 @@ def test_real_text_size_matches_the_models_log_loss(char_run: Path, byte_run: Pa
     assert 8 * len(blob) < 0.7 * 8 * len(text)  # the trained byte model does compress its kind of text
 
 
+def test_dynamic_round_trip_and_size_match_dynamic_eval(char_run: Path, byte_run: Path) -> None:
+    """--dynamic: the settings travel in the header (decompress takes none), the size is eval --dynamic's
+    total bits within 1% plus the flush, and the loaded model is not changed by adapting."""
+    text = HELD_OUT[:2000].encode()
+    for run in (char_run, byte_run):
+        lm = LanguageModel.load(run)
+        weights = {k: v.clone() for k, v in lm.module.state_dict().items()}
+        blob = compress(lm, text, dynamic=DYNAMIC)
+        header = read_header(blob)
+        assert header.dynamic == DYNAMIC and header.size == DYNAMIC_HEADER_SIZE
+        assert decompress(lm, blob) == text
+        payload_bits = 8 * (len(blob) - header.size)
+        ideal = model_bits(lm, text, DYNAMIC)
+        assert abs(payload_bits - ideal) <= 0.01 * ideal + 64, (payload_bits, ideal)
+        assert abs(ideal - model_bits(lm, text)) > 0.01 * ideal  # and that differs from the static size
+        assert all(torch.equal(v, lm.module.state_dict()[k]) for k, v in weights.items())
+
+
+def test_dynamic_coding_adapts_to_repetitive_text(char_run: Path) -> None:
+    lm = LanguageModel.load(char_run)
+    text = ("eat a tuna diet " * 60).encode()  # far from the training text, and repetitive
+    static = compress(lm, text)
+    adapted = compress(lm, text, dynamic=DynamicConfig(lr=3e-3, decay=0.0, segment=20))
+    assert len(adapted) < 0.8 * len(static)
+    assert decompress(lm, adapted) == text
+
+
+def test_round_trip_through_the_general_stepper() -> None:
+    """A cell without a fused PyTorch module takes the one-step module forward, static and dynamic."""
+    lm = random_model("abcdefgh \n", seed=3, cell="gru-cho")
+    text = b"abc def\nhag fed cab\n" * 8
+    for dynamic in (None, DynamicConfig(lr=1e-2, segment=7)):
+        assert decompress(lm, compress(lm, text, dynamic=dynamic)) == text
+
+
 def test_byte_model_compresses_any_bytes(byte_run: Path) -> None:
     lm = LanguageModel.load(byte_run)
     data = np.random.default_rng(2).integers(0, 256, 500, dtype=np.uint8).tobytes() + b"\xff\xfe\x00"
@@ -155,6 +196,21 @@ def test_corrupted_or_truncated_files_are_clear_errors(byte_run: Path) -> None:
         decompress(lm, b"PK\x03\x04" + blob[4:])
 
 
+def test_damaged_dynamic_files_and_old_versions_are_clear_errors() -> None:
+    lm = random_model("abcdefgh \n", seed=0)
+    blob = compress(lm, b"abc def\nhag" * 20, dynamic=DYNAMIC)
+    for position, message in ((60, "header checksum"), (5, "header checksum"), (len(blob) - 2, "corrupt|checksum")):
+        damaged = bytearray(blob)  # a dynamic setting, the flags, the payload
+        damaged[position] ^= 0x10
+        with pytest.raises(RnnlabError, match=message):
+            decompress(lm, bytes(damaged))
+    with pytest.raises(RnnlabError, match="truncated"):
+        decompress(lm, blob[: HEADER_SIZE + 4])
+    old = struct.pack("<4sBB16sQQIQ", b"RNNZ", 1, 0, bytes(16), 0, 0, 0, 0)  # a version 1 header
+    with pytest.raises(RnnlabError, match="unsupported compressed format version 1"):
+        decompress(lm, old + struct.pack("<I", zlib.crc32(old)))
+
+
 def test_a_different_model_is_refused() -> None:
     chars = "abcdefgh \n"
     blob = compress(random_model(chars, seed=0), b"abc def\nhag")
@@ -179,6 +235,10 @@ def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, capsys: pytest
     main(["compress", str(byte_run), str(original), str(packed)])
     assert "bits per char" in capsys.readouterr().err
     main(["decompress", str(byte_run), str(packed), str(unpacked)])
+    assert unpacked.read_bytes() == original.read_bytes()
+    main(["compress", str(byte_run), str(original), str(packed), "--dynamic", "--dynamic-segment", "30"])
+    assert read_header(packed.read_bytes()).dynamic == DynamicConfig(segment=30)
+    main(["decompress", str(byte_run), str(packed), str(unpacked)])  # no flags: the file has the settings
     assert unpacked.read_bytes() == original.read_bytes()
     capsys.readouterr()
     packed.write_bytes(packed.read_bytes()[:-3])

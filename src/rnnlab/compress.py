@@ -5,27 +5,37 @@ turns exactly that into bits on disk (within a few bytes per file). The compress
 model's own total log loss, the same number `rnnlab eval` reports, made tangible.
 
 For each token, in order:
-    logits  = model(previous token, carried state)      one step, float32, on CPU
-    freq    = quantise(softmax(logits))                  integers, every freq >= 1, sum == TOTAL
+    logits  = model.step(previous token)                one step, float32, on CPU (models/stepper.py)
+    freq    = quantise(logits)                           integers, every freq >= 1, sum == TOTAL
     coder.encode(cum[token], freq[token])                narrows the interval by freq / TOTAL
 The first token has no context and is coded with a uniform table over the V tokens.
 
 The decoder runs the very same steps, reading each token out of the interval instead of writing it,
 then feeding it back into the model. Decoding is correct only if both sides compute *bit-identical*
-frequency tables, so both go through `_Predictor` (one code path, one token at a time) and the
-quantisation below uses only deterministic operations (element-wise float64 and exact integer sums).
+frequency tables, so both go through `_Predictor.tables` (one code path, one token at a time, the same
+stepper class) and the quantisation uses float arithmetic only element-wise (one exp per entry); its
+normalisation is an exact integer sum and division.
 
-Determinism conditions (documented in the CLI help too): compress and decompress on CPU with the same
-PyTorch and NumPy versions on the same kind of CPU (floating-point kernels may differ between instruction
-sets), single-threaded (`torch.set_num_threads(1)` is set for the duration of a call). If the tables
-differ anyway, the CRC32 of the original detects it: decompression fails with a clear error, never
-silently returns wrong data.
+With `dynamic` (dynamic evaluation, see rnnlab.dynamic) a copy of the model adapts to the text as it is
+coded: after each segment of T tokens, both sides take the same gradient step (`rnnlab.dynamic.rms_step`)
+on the same segment from the same state, so their weights stay bit-identical too. The settings are in
+the header: decompression needs no options. Speed is dominated by that forward/backward pass per segment.
 
-File format (version 1), little-endian:
-    magic "RNNZ" | version u8 | flags u8 (0) | model id 16 bytes | tokens u64 | bytes u64
-    | crc32 of the original u32 | payload length u64 | crc32 of the header so far u32 | payload
+Determinism conditions: compress and decompress on CPU (load the model with device="cpu"), with the same
+rnnlab, PyTorch and NumPy versions, on the same kind of CPU (kernels may round differently on other
+instruction sets), single-threaded in PyTorch (`torch.set_num_threads(1)` is set for the duration of a
+call, so the products and the backward pass of dynamic coding have one fixed summation order; NumPy's
+matrix-vector products gave the same bits with 1 and 2 BLAS threads here). If the tables differ anyway,
+the CRC32 of the original detects it: decompression fails with a clear error, never silently returns
+wrong data.
+
+File format (version 2), little-endian:
+    magic "RNNZ" | version u8 | flags u8 | model id 16 bytes | tokens u64 | bytes u64 | crc32 of the
+    original u32 | payload length u64 | [flags & 1, dynamic: lr f64 | decay f64 | beta f64 | eps f64 |
+    segment u32] | crc32 of the header so far u32 | payload
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
-the tokenizer, i.e. of the exact function that produced the tables.
+the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
+whose tables differ) are refused with a clear error.
 
 Inputs: byte-tokenizer models compress any file. Character models compress UTF-8 text whose characters
 are all in their vocabulary; other characters are an error that lists them (no escape mechanism: a
@@ -34,28 +44,35 @@ character model has no probability for them, and mapping them to `<unk>` would l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import math
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from rnnlab.dynamic import DynamicConfig, rms_step
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.models.stepper import make_stepper
 from rnnlab.nn.recurrent import State
 
 MAGIC = b"RNNZ"
-VERSION = 1
+VERSION = 2
+DYNAMIC_FLAG = 1
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
+_DYNAMIC = struct.Struct("<ddddI")  # lr, decay, beta, eps, segment
 _HEADER_CRC = struct.Struct("<I")
-HEADER_SIZE = _HEADER.size + _HEADER_CRC.size
+HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic settings
+DYNAMIC_HEADER_SIZE = HEADER_SIZE + _DYNAMIC.size
 
 # Frequencies sum to TOTAL = 2^TOTAL_BITS. With a 64-bit range kept >= 2^56, r = range >> 24 >= 2^32, so
 # integer truncation costs < 2^-32 of the range per symbol, and the >= 1 floor costs <= V / 2^24 of the mass.
@@ -162,23 +179,35 @@ class RangeDecoder:
 # Model -> integer frequency tables
 # ---------------------------------------------------------------------------------------------------------
 
+_SCALE = float(1 << 32)  # exp(z - max z) in (0, 1] as an integer of up to 32 bits
+
 
 def quantise(logits: np.ndarray) -> np.ndarray:
     """Cumulative integer frequencies (V + 1 entries, 0 ... TOTAL) from float logits, deterministically.
 
-        p = softmax(logits) in float64                     (the normaliser is an exact math.fsum)
-        f = floor(p * (TOTAL - V)) + 1                     (every token >= 1, so any token is codable)
-        f[argmax p] += TOTAL - sum(f)                      (the rounding remainder, >= 0, to the likeliest)
+        u = floor(2^32 · exp(z − max z))                   (element-wise float64; the max entry is 2^32)
+        f = floor(u · (TOTAL − V) / Σu) + 1                (exact integers: every token >= 1, Σf <= TOTAL)
+        cum = 0, f0, f0 + f1, ..., TOTAL                   (the rounding remainder goes to the last token)
 
-    Every step is element-wise or an exact integer sum, so equal logits give equal tables.
+    Only element-wise float operations and exact integer sums, so equal logits give equal tables.
     """
     z = logits.astype(np.float64)
-    e = np.exp(z - z.max())
-    p = e / math.fsum(e.tolist())
-    V = len(p)
-    freq = np.floor(p * (TOTAL - V)).astype(np.int64) + 1
-    freq[int(np.argmax(p))] += TOTAL - int(freq.sum())
-    return np.concatenate(([0], np.cumsum(freq)))
+    top = z.max()
+    if not math.isfinite(top):  # NaN propagates to the max; +inf, or -inf everywhere, are no distribution
+        raise RnnlabError("the model produced non-finite logits; it cannot drive the coder")
+    z -= top
+    np.exp(z, out=z)
+    z *= _SCALE
+    freq = z.astype(np.int64)
+    V, mass = len(freq), int(freq.sum())
+    freq *= TOTAL - V  # < 2^56: no overflow
+    freq //= mass
+    freq += 1
+    cum = np.empty(V + 1, dtype=np.int64)
+    cum[0] = 0
+    freq.cumsum(out=cum[1:])
+    cum[V] = TOTAL
+    return cum
 
 
 def uniform_table(V: int) -> np.ndarray:
@@ -186,25 +215,59 @@ def uniform_table(V: int) -> np.ndarray:
     return (np.arange(V + 1, dtype=np.int64) * TOTAL) // V
 
 
-class _Predictor:
-    """The one code path both sides use: feed a token, get the next token's frequency table."""
+class _Adapter:
+    """Dynamic evaluation's update, applied to `module`'s own weights after each coded segment."""
 
-    def __init__(self, lm: LanguageModel) -> None:
+    def __init__(self, module: RNNLM, config: DynamicConfig) -> None:
+        self.module, self.config = module, config
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.trained = [p.detach().clone() for p in self.params]
+        self.mean_square = [torch.zeros_like(p) for p in self.params]
+
+    def update(self, segment: list[int], state: State | None) -> None:
+        """One `rms_step` on the mean log loss of segment[1:] given segment[:-1], from `state`."""
+        with torch.inference_mode(False), torch.enable_grad():
+            if state is not None:  # a normal tensor copy (the coding loop runs in inference mode)
+                state = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
+            ids = torch.tensor([segment])
+            logits, _, _ = self.module(ids[:, :-1], state)
+            loss = F.cross_entropy(logits[0], ids[0, 1:])
+            self.module.zero_grad(set_to_none=True)
+            loss.backward()
+            rms_step(self.params, self.trained, self.mean_square, self.config)
+
+
+class _Predictor:
+    """The one code path both sides use: the frequency table of each token given the tokens before it."""
+
+    def __init__(self, lm: LanguageModel, dynamic: DynamicConfig | None) -> None:
         if lm.device.type != "cpu" or lm.module.head.weight.dtype != torch.float32:
             raise RnnlabError("compression needs the model in float32 on CPU (load it with device='cpu')")
-        self.module = lm.module.eval()
-        self.V = lm.module.config.vocab_size
-        self.state: State | None = None
-        self.x = torch.zeros((1, 1), dtype=torch.long)
+        module = lm.module.eval()
+        self.adapter = None
+        if dynamic is not None:
+            dynamic.validate()
+            module = copy.deepcopy(module)  # adapted as it codes; the loaded model is not changed
+            self.adapter = _Adapter(module, dynamic)
+        self.stepper = make_stepper(module)
+        self.V = module.config.vocab_size
 
-    def first(self) -> np.ndarray:
-        return uniform_table(self.V)
+    def tables(self) -> Generator[np.ndarray, int, None]:
+        """Yields token 0's table (uniform: it has no context), then, each time the caller sends the token it
+        has just coded, the next token's table. Run it under `torch.inference_mode()`, single-threaded.
 
-    @torch.inference_mode()
-    def after(self, token: int) -> np.ndarray:
-        self.x[0, 0] = token
-        logits, self.state, _ = self.module(self.x, self.state)
-        return quantise(logits[0, -1].numpy())
+        Dynamic: a segment is T inputs (segment[:-1]) and their T targets; once the last target is known, the
+        update uses them and the state the segment started from, exactly as `rnnlab.dynamic.dynamic_nats`."""
+        token = yield uniform_table(self.V)
+        segment, start = [token], None
+        while True:
+            token = yield quantise(self.stepper.step(token))
+            if self.adapter is not None:
+                segment.append(token)
+                if len(segment) > self.adapter.config.segment:
+                    self.adapter.update(segment, start)
+                    self.stepper.refresh()
+                    start, segment = self.stepper.module_state(), [token]
 
 
 @contextmanager
@@ -265,24 +328,32 @@ def _untokenize(lm: LanguageModel, ids: list[int]) -> bytes:
     return lm.tokenizer.decode(ids).encode("utf-8")
 
 
-def compress(lm: LanguageModel, data: bytes, progress: Progress | None = None) -> bytes:
-    """Compress `data` with `lm`'s next-token predictions; `decompress` with the same model inverts it."""
+def compress(
+    lm: LanguageModel, data: bytes, progress: Progress | None = None, dynamic: DynamicConfig | None = None
+) -> bytes:
+    """Compress `data` with `lm`'s next-token predictions (adapting as it goes with `dynamic`); `decompress`
+    with the same model inverts it."""
     ids = tokenize(lm, data).tolist()
     payload = b""
     if ids:
-        with _single_thread():
-            predictor, coder = _Predictor(lm), RangeEncoder()
-            table = predictor.first()
+        predictor, coder = _Predictor(lm, dynamic), RangeEncoder()
+        with _single_thread(), torch.inference_mode():
+            tables = predictor.tables()
+            table = next(tables)
             for i, token in enumerate(ids):
                 if i:
-                    table = predictor.after(ids[i - 1])
-                coder.encode(int(table[token]), int(table[token + 1] - table[token]))
+                    table = tables.send(ids[i - 1])
+                cum = int(table[token])
+                coder.encode(cum, int(table[token + 1]) - cum)
                 if progress is not None and i % 1024 == 1023:
                     progress(i + 1)
-            payload = coder.finish()
+        payload = coder.finish()
     if progress is not None:
         progress(len(ids))
-    header = _HEADER.pack(MAGIC, VERSION, 0, model_id(lm), len(ids), len(data), zlib.crc32(data), len(payload))
+    flags = DYNAMIC_FLAG if dynamic is not None else 0
+    header = _HEADER.pack(MAGIC, VERSION, flags, model_id(lm), len(ids), len(data), zlib.crc32(data), len(payload))
+    if dynamic is not None:
+        header += _DYNAMIC.pack(dynamic.lr, dynamic.decay, dynamic.beta, dynamic.eps, dynamic.segment)
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
 
 
@@ -294,30 +365,40 @@ class Header(NamedTuple):
     bytes: int
     crc32: int
     payload: int
+    dynamic: DynamicConfig | None  # the settings it was coded with, or None: static
+    size: int  # of the header itself
 
 
 def read_header(blob: bytes) -> Header:
     """Parse and validate the header of a compressed file (magic, header checksum, version, length)."""
     if len(blob) < HEADER_SIZE or blob[:4] != MAGIC:
         raise RnnlabError("not an rnnlab compressed file (bad magic bytes or shorter than the header)")
-    header = blob[: _HEADER.size]
-    (crc,) = _HEADER_CRC.unpack_from(blob, _HEADER.size)
-    if zlib.crc32(header) != crc:
+    _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack_from(blob)
+    dynamic = None
+    end = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
+    if len(blob) < end + _HEADER_CRC.size:
+        raise RnnlabError("compressed file is truncated (inside its header)")
+    (crc,) = _HEADER_CRC.unpack_from(blob, end)
+    if zlib.crc32(blob[:end]) != crc:
         raise RnnlabError("compressed file is corrupt (header checksum mismatch)")
-    _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack(header)
-    if version != VERSION or flags != 0:
+    if version != VERSION or flags & ~DYNAMIC_FLAG:
         raise RnnlabError(
             f"unsupported compressed format version {version} (flags {flags}); this rnnlab reads {VERSION}"
         )
-    found = len(blob) - HEADER_SIZE
+    if flags & DYNAMIC_FLAG:
+        lr, decay, beta, eps, segment = _DYNAMIC.unpack_from(blob, _HEADER.size)
+        dynamic = DynamicConfig(lr=lr, decay=decay, segment=segment, beta=beta, eps=eps)
+    start = end + _HEADER_CRC.size
+    found = len(blob) - start
     if found != payload:
         what = "truncated" if found < payload else "has trailing data"
         raise RnnlabError(f"compressed file is {what} (payload {found} bytes, header says {payload})")
-    return Header(mid, tokens, size, data_crc, payload)
+    return Header(mid, tokens, size, data_crc, payload, dynamic, start)
 
 
 def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None) -> bytes:
-    """Invert `compress`: check the header and the model, decode, and verify length and CRC32."""
+    """Invert `compress`: check the header and the model, decode (with the header's dynamic settings), and
+    verify length and CRC32."""
     header = read_header(blob)
     if header.model_id != model_id(lm):
         raise RnnlabError(
@@ -327,17 +408,18 @@ def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None)
     n = header.tokens
     ids: list[int] = []
     if n:
-        with _single_thread():
-            predictor, coder = _Predictor(lm), RangeDecoder(blob[HEADER_SIZE:])
-            table = predictor.first()
+        predictor, coder = _Predictor(lm, header.dynamic), RangeDecoder(blob[header.size :])
+        with _single_thread(), torch.inference_mode():
+            tables = predictor.tables()
+            table = next(tables)
             for i in range(n):
                 if i:
-                    table = predictor.after(ids[-1])
+                    table = tables.send(ids[-1])
                 ids.append(coder.decode(table))
                 if progress is not None and i % 1024 == 1023:
                     progress(i + 1)
-            if not coder.finished():
-                raise RnnlabError("compressed data is corrupt (its last bytes do not end the code)")
+        if not coder.finished():
+            raise RnnlabError("compressed data is corrupt (its last bytes do not end the code)")
     if progress is not None:
         progress(n)
     data = _untokenize(lm, ids)

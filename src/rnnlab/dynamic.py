@@ -68,10 +68,17 @@ def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicCon
         loss = losses.mean()
         model.zero_grad(set_to_none=True)
         loss.backward()
-        with torch.no_grad():
-            for p, p0, ms in zip(params, trained, mean_square, strict=True):
-                ms.mul_(config.beta).addcmul_(p.grad, p.grad, value=1 - config.beta)
-                p.sub_(config.lr * p.grad / (ms.sqrt() + config.eps))
-                p.add_(config.decay * (p0 - p))
+        rms_step(params, trained, mean_square, config)
         state = detach_state(state)
     return nats
+
+
+@torch.no_grad()
+def rms_step(
+    params: list[torch.Tensor], trained: list[torch.Tensor], mean_square: list[torch.Tensor], config: DynamicConfig
+) -> None:
+    """One update in place from each parameter's .grad (the rule above); shared with the compressor."""
+    for p, p0, ms in zip(params, trained, mean_square, strict=True):
+        ms.mul_(config.beta).addcmul_(p.grad, p.grad, value=1 - config.beta)
+        p.sub_(config.lr * p.grad / (ms.sqrt() + config.eps))
+        p.add_(config.decay * (p0 - p))

@@ -10,14 +10,15 @@ from typing import Annotated
 
 import typer
 
-from rnnlab.cli.app import app
+from rnnlab.cli.app import Opt, app
+from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
 from rnnlab.rundir import atomic_write_bytes
 from rnnlab.ui import console
 
 _DETERMINISM = (
-    "Decompress with the same model on the same kind of CPU with the same PyTorch and NumPy versions: "
+    "Decompress with the same model on the same kind of CPU with the same rnnlab, PyTorch and NumPy versions: "
     "the model runs on CPU, single-threaded, and both sides must compute bit-identical predictions "
     "(a mismatch is detected by a checksum, never returned as wrong data)."
 )
@@ -58,20 +59,33 @@ def compress(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of the model.")],
     input: Annotated[Path, typer.Argument(help="File to compress (any file for byte models, text for char models).")],
     output: Annotated[Path, typer.Argument(help="Compressed file to write.")],
+    dynamic: Annotated[
+        bool,
+        Opt(help="Adapt the model to the text as it codes (dynamic evaluation); the settings go in the file."),
+    ] = False,
+    dynamic_lr: Annotated[float, Opt(help="Step size, as for `eval --dynamic`.")] = DynamicConfig.lr,
+    dynamic_decay: Annotated[float, Opt(help="Decay toward the trained weights.")] = DynamicConfig.decay,
+    dynamic_segment: Annotated[int, Opt(help="Segment length (tokens) between updates.")] = DynamicConfig.segment,
 ) -> None:
     from rnnlab.compress import compress as compress_bytes
     from rnnlab.compress import tokenize
 
+    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
+    if adapt is not None:
+        adapt.validate()
     data = _read(input)
     lm = LanguageModel.load(run_dir, device="cpu")
     start = time.perf_counter()
     with _progress("compressing", len(tokenize(lm, data))) as progress:
-        blob = compress_bytes(lm, data, progress)
+        blob = compress_bytes(lm, data, progress, adapt)
     atomic_write_bytes(output, blob)
     console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
 
 
-@app.command(help=f"Decompress INPUT (from `rnnlab compress`) into OUTPUT with the same model. {_DETERMINISM}")
+@app.command(
+    help=f"Decompress INPUT (from `rnnlab compress`, static or --dynamic: the file says) into OUTPUT with the "
+    f"same model. {_DETERMINISM}"
+)
 def decompress(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of the model used to compress.")],
     input: Annotated[Path, typer.Argument(help="Compressed file.")],
