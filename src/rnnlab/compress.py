@@ -25,7 +25,7 @@ Determinism conditions: compress and decompress on CPU (load the model with devi
 rnnlab, PyTorch and NumPy versions, on the same kind of CPU (kernels may round differently on other
 instruction sets), single-threaded in PyTorch (`torch.set_num_threads(1)` is set for the duration of a
 call, so the products and the backward pass of dynamic coding have one fixed summation order; NumPy's
-matrix-vector products gave the same bits with 1 and 2 BLAS threads here). If the tables differ anyway,
+matrix products gave the same bits with 1 and 2 BLAS threads here). If the tables differ anyway,
 the CRC32 of the original detects it: decompression fails with a clear error, never silently returns
 wrong data.
 
