@@ -9,7 +9,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.metrics import corpus_bleu
 from rnnlab.models.caption import Captioner, render_grid
 from rnnlab.models.sequence import SeqConfig
-from rnnlab.tasks.shapes import make_shapes
+from rnnlab.tasks.shapes import make_scenes, make_shapes
 
 
 def test_bleu_matches_hand_computed_values():
@@ -27,11 +27,13 @@ def test_bleu_matches_hand_computed_values():
 def test_captioner_learns_the_shapes_and_round_trips(tmp_path):
     images, captions = make_shapes(1500, seed=0)
     model = Captioner.train_captions(images, captions, SeqConfig("gru", hidden=48, embed=16, steps=120, lr=5e-3))
-    test_images, test_captions = make_shapes(100, seed=1)
-    bleu = model.bleu(test_images, test_captions)
-    # One fixed caption for every image ("a red circle above a blue square") as the caption-blind baseline.
-    blind = corpus_bleu([captions[0]] * 100, [[c] for c in test_captions])
+    test_images, test_scenes = make_scenes(100, seed=1)
+    references = [s.captions() for s in test_scenes]
+    bleu, _ = model.evaluate(test_images, references)
+    # One fixed caption for every image as the caption-blind baseline.
+    blind = corpus_bleu([captions[0]] * 100, references)
     assert bleu[1] > blind[1] + 0.15
+    assert model.evaluate(test_images[:1], [[model.describe(test_images[:1])[0]]]) == ([1.0] * 4, 1.0)
     for image in test_images[:5]:
         assert model.beam(image, 3)[1] >= model.greedy([image])[0][1]
     again = Captioner.load(model.save(tmp_path / "run"))

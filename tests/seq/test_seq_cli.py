@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import matplotlib.image
+
 from rnnlab.cli import main
+from rnnlab.tasks.shapes import make_scenes
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -49,3 +52,25 @@ def test_tag_and_timeseries_commands(tmp_path, capsys):
     fit = ["--data", str(series), "--steps", "20", "--window", "20", "--horizon", "3"]
     code, out, err = run(capsys, "timeseries", "fit", "--out", str(tmp_path / "f"), *fit)
     assert code == 0 and "naive last value" in err and len(out.strip().splitlines()[-1].split()) == 3
+
+
+def test_vqa_train_ask_and_errors(tmp_path, capsys):
+    run_dir = str(tmp_path / "v")
+    code, _, err = run(capsys, "vqa", "train", "--out", run_dir, "--scenes", "50", "--steps", "10", "--hidden", "16")
+    assert code == 0 and "held-out accuracy" in err and "majority answer" in err
+    assert (tmp_path / "v" / "samples.png").stat().st_size > 0
+    questions = ["what colour is the circle?", "is there a red square"]
+    code, out, _ = run(capsys, "vqa", "ask", run_dir, *questions, "--png", str(tmp_path / "a.png"))
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and all(line.count("\t") == 3 and "(true: " in line for line in lines)
+    assert (tmp_path / "a.png").stat().st_size > 0
+    code, _, err = run(capsys, "vqa", "ask", run_dir, "what colour is the hexagon?")
+    assert code == 2 and err.startswith("error: word(s) not seen in training questions: hexagon")
+    code, _, err = run(capsys, "vqa", "ask", run_dir, questions[0], "--image", str(tmp_path / "a.png"))
+    assert code == 2 and err.startswith("error: ") and "32x32" in err
+    picture = tmp_path / "scene.png"
+    matplotlib.image.imsave(picture, make_scenes(1, seed=5)[0][0].transpose(1, 2, 0))
+    code, out, _ = run(capsys, "vqa", "ask", run_dir, questions[0], "--image", str(picture))
+    assert code == 0 and "(true: ?)" in out
+    code, _, err = run(capsys, "caption", "describe", run_dir)
+    assert code == 2 and "not a 'caption' run" in err

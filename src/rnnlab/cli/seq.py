@@ -1,6 +1,6 @@
-"""`rnnlab classify|tag|seq2seq|timeseries|caption ...`: the sequence architectures (many-to-one,
-many-to-many, encoder-decoder, regression, image captioning), each trained on a built-in demo task or,
-where it makes sense, the user's file."""
+"""`rnnlab classify|tag|seq2seq|timeseries|caption|vqa ...`: the sequence architectures (many-to-one,
+many-to-many, encoder-decoder, regression, image captioning, visual question answering), each trained on a
+built-in demo task or, where it makes sense, the user's file."""
 
 from __future__ import annotations
 
@@ -218,29 +218,47 @@ app.add_typer(caption_app, name="caption")
 @caption_app.command("train")
 def caption_train(
     out: Out,
+    coco: Annotated[Path | None, Opt(help="COCO-format caption JSON; default: the built-in shapes.")] = None,
+    images: Annotated[Path | None, Opt(help="--coco: folder of the image files (default: the JSON's).")] = None,
     examples: Examples = 4000,
     cell: Cell = "gru",
     hidden: Hidden = 64,
     layers: Layers = 1,
     embed: Embed = 16,
-    steps: Steps = 600,
+    steps: Steps = 3000,
     batch_size: Batch = 32,
     lr: Lr = 5e-3,
     seed: Seed = 0,
 ) -> None:
-    """Train a captioner on the built-in shapes; prints held-out BLEU-1..4 and writes OUT/samples.png."""
+    """Train a captioner on the built-in shapes or COCO-format data; prints held-out BLEU-1..4 and
+    exact-caption accuracy (against every true caption of each image) and writes OUT/samples.png."""
     from rnnlab.models.caption import Captioner, render_grid
-    from rnnlab.tasks.shapes import make_shapes
 
-    images, captions = make_shapes(examples, seed)
+    if coco is not None:
+        from rnnlab.data.coco import read_coco
+
+        pictures, references = read_coco(coco, images)
+        train_ids, test_ids = _split(list(range(len(pictures))))
+        train_images, test_images = pictures[train_ids], pictures[test_ids]
+        train_refs, test_refs = [references[i] for i in train_ids], [references[i] for i in test_ids]
+    else:
+        from rnnlab.tasks.shapes import make_scenes
+
+        train_images, train_scenes = make_scenes(examples, seed)
+        test_images, test_scenes = make_scenes(500, seed + 1)
+        train_refs = [[s.caption()] for s in train_scenes]  # one drawn caption each, as a dataset would have
+        test_refs = [s.captions() for s in test_scenes]
+    captions = [c for refs in train_refs for c in refs]
+    image_of = [i for i, refs in enumerate(train_refs) for _ in refs]
     config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
-    model = Captioner.train_captions(images, captions, config, log=_log)
-    model.save(out)
-    test_images, test_captions = make_shapes(500, seed + 1)
-    scores = model.bleu(test_images, test_captions)
-    console.print("held-out " + "  ".join(f"BLEU-{n} {s:.3f}" for n, s in enumerate(scores, 1)))
-    generated = [" ".join(words) for words, _ in model.greedy(list(test_images[:12]))]
-    png = render_grid(test_images[:12], generated, Path(out) / "samples.png", [" ".join(c) for c in test_captions[:12]])
+    model = Captioner.train_captions(train_images, captions, config, log=_log, image_of=image_of)
+    model.save(out, "coco" if coco is not None else "shapes")
+    scores, exact = model.evaluate(test_images, test_refs)
+    bleu = "  ".join(f"BLEU-{n} {s:.3f}" for n, s in enumerate(scores, 1))
+    console.print(f"held-out {bleu}  exact caption {exact:.3f} ({len(test_refs)} images)")
+    generated = [" ".join(words) for words in model.describe(test_images[:12])]
+    truths = [" ".join(refs[0]) for refs in test_refs[:12]]
+    png = render_grid(test_images[:12], generated, Path(out) / "samples.png", truths)
     console.print(f"saved in {out}; sample captions in {png}")
 
 
@@ -258,11 +276,95 @@ def caption_describe(
 
     if count < 1:
         raise RnnlabError(f"--count must be >= 1, got {count}")
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
     model = Captioner.load(run_dir)
     images, truths = make_shapes(count, seed)
-    outputs = [model.beam(image, beam)[0] if beam > 1 else model.greedy([image])[0][0] for image in images]
-    generated = [" ".join(words) for words in outputs]
+    generated = [" ".join(words) for words in model.describe(images, beam)]
     for text, truth in zip(generated, truths, strict=True):
         print(f"{text}\t(true: {' '.join(truth)})")
     if png is not None:
         render_grid(images, generated, png, [" ".join(t) for t in truths])
+
+
+vqa_app = typer.Typer(
+    help="Visual question answering on coloured shapes (CNN image vector + recurrent question reader).",
+    no_args_is_help=True,
+)
+app.add_typer(vqa_app, name="vqa")
+
+
+@vqa_app.command("train")
+def vqa_train(
+    out: Out,
+    scenes: Annotated[int, Opt(help="Training images (scenes) to generate.")] = 4000,
+    questions: Annotated[int, Opt(help="Questions per training image.")] = 5,
+    cell: Cell = "gru",
+    hidden: Hidden = 64,
+    layers: Layers = 1,
+    embed: Embed = 16,
+    steps: Steps = 4000,
+    batch_size: Batch = 64,
+    lr: Lr = 5e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train on questions about the built-in shapes; prints held-out answer accuracy beside image-blind
+    baselines and writes OUT/samples.png."""
+    from rnnlab.models.caption import render_grid
+    from rnnlab.models.vqa import VQA
+    from rnnlab.tasks.shape_questions import majority_baselines, make_questions
+    from rnnlab.tasks.shapes import make_scenes
+
+    if questions < 1:
+        raise RnnlabError(f"--questions must be >= 1, got {questions}")
+    images, train_scenes = make_scenes(scenes, seed)
+    train = make_questions(train_scenes, questions, seed)
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    model = VQA.train(images, train, config, log=_log)
+    model.save(out)
+    test_images, test_scenes = make_scenes(500, seed + 1)
+    test = make_questions(test_scenes, 4, seed + 1)
+    majority, per_form = majority_baselines(train, test)
+    console.print(
+        f"held-out accuracy {model.accuracy(test_images, test):.3f} ({len(test)} questions about unseen images; "
+        f"majority answer {majority:.3f}, majority answer per question form {per_form:.3f})"
+    )
+    shown = test[::4][:12]
+    predicted = model.predict(test_images[[i for i, _, _ in shown]], [q for _, q, _ in shown])
+    png = render_grid(
+        test_images[[i for i, _, _ in shown]],
+        [f"{q} {p}" for (_, q, _), p in zip(shown, predicted, strict=True)],
+        Path(out) / "samples.png",
+        [a for _, _, a in shown],
+    )
+    console.print(f"saved in {out}; sample answers in {png}")
+
+
+@vqa_app.command("ask")
+def vqa_ask(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab vqa train`.")],
+    questions: Annotated[list[str], typer.Argument(help='Questions, e.g. "what colour is the circle?".')],
+    image: Annotated[Path | None, Opt(help="A 32x32 image file to ask about (default: a new shapes scene).")] = None,
+    png: Annotated[Path | None, Opt(help="Also save the image with the answers here.")] = None,
+    seed: Annotated[int, Opt(help="Which new shapes scene to ask about (without --image).")] = 12345,
+) -> None:
+    """Answer questions about one image; prints answer, probability, the true answer (for a generated scene
+    and a question in one of the built-in forms, else ?) and the question."""
+    from rnnlab.models.caption import read_image, render_grid
+    from rnnlab.models.vqa import VQA
+    from rnnlab.tasks.shape_questions import answer, form
+    from rnnlab.tasks.shapes import make_scenes
+
+    model = VQA.load(run_dir)
+    if image is not None:
+        pixels, scene = read_image(image), None
+    else:
+        scenes_images, scenes = make_scenes(1, seed)
+        pixels, scene = scenes_images[0], scenes[0]
+    probs = model.probabilities([pixels] * len(questions), questions)
+    replies = [model.answers[int(p.argmax())] for p in probs]
+    for question, p, reply in zip(questions, probs, replies, strict=True):
+        truth = answer(scene, question) if scene is not None and form(question) else "?"
+        print(f"{reply}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
+    if png is not None:
+        render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], png)

@@ -4,7 +4,8 @@ vector v, which enters the recurrent decoder at every step beside the previous w
     h_t = f(W_xh x_t + W_hh h_{t-1} + W_ih v)      (for rnn-tanh f = tanh; any --cell works)
 
 and also sets the first state, h_0 = tanh(W_0 v). Captions run <START> w1 ... wn <END>; decoding is
-greedy or beam search (from rnnlab.models.seq2seq) and quality is reported as corpus BLEU-1..4.
+greedy or beam search (from rnnlab.models.seq2seq) and quality is reported as corpus BLEU-1..4 and
+exact-caption accuracy, each against all the true captions of an image (a shapes scene has two).
 """
 
 from __future__ import annotations
@@ -26,24 +27,57 @@ from rnnlab.nn.recurrent import State
 KIND = "caption"
 
 
+def image_encoder(hidden: int) -> nn.Sequential:
+    """The small CNN that turns a (N, 3, 32, 32) image into an (N, H) vector (before its ReLU): two 3x3
+    convolution + 2x2 max-pool stages, then one linear layer over the 8x8 map, which keeps where things are."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, hidden),
+    )
+
+
+def image_batch(images: list | np.ndarray) -> Tensor:
+    """Images (each 3x32x32 RGB in [0, 1]) -> one float32 tensor; any other shape is a clear error."""
+    try:
+        batch = torch.as_tensor(np.stack([np.asarray(image, dtype=np.float32) for image in images]))
+    except ValueError as exc:
+        raise RnnlabError(f"images must be 3x32x32 RGB arrays: {exc}") from None
+    if batch.ndim != 4 or batch.shape[1:] != (3, 32, 32):
+        raise RnnlabError(f"images must be 3x32x32 RGB, got {tuple(batch.shape[1:])}")
+    return batch
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A 32x32 image file (PNG; RGB, RGBA or grey) -> (3, 32, 32) float32 in [0, 1], what the models read."""
+    from matplotlib import image as mpimg
+
+    try:
+        pixels = np.asarray(mpimg.imread(path), dtype=np.float32)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RnnlabError(f"cannot read {path} as an image: {exc}") from None
+    if pixels.max(initial=0) > 1:  # 8-bit formats other than PNG
+        pixels = pixels / 255.0
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.shape[:2] != (32, 32) or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise RnnlabError(f"{path}: need a 32x32 RGB image, got shape {pixels.shape}")
+    return np.ascontiguousarray(pixels[:, :, :3].transpose(2, 0, 1))
+
+
 class CaptionNet(nn.Module):
     """CNN encoder (N, 3, 32, 32) -> v (N, H); decoder over [word embedding; v] -> next-word logits."""
 
     def __init__(self, config: SeqConfig, vocab_size: int) -> None:
         super().__init__()
         self.config = config
-        self.parts = 2 if config.cell == "lstm" else 1
-        self.cnn = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * 8 * 8, config.hidden),
-        )
-        self.init = nn.Linear(config.hidden, self.parts * config.layers * config.hidden)
+        self.cnn = image_encoder(config.hidden)
+        self.init = nn.Linear(config.hidden, config.state_size)
         self.tgt_embed = nn.Embedding(vocab_size, config.embed, padding_idx=0)
         self.decoder = config.recurrent(input_size=config.embed + config.hidden)
         self.head = nn.Linear(config.hidden, vocab_size)
@@ -51,9 +85,7 @@ class CaptionNet(nn.Module):
     def encode(self, images: Tensor) -> tuple[State, Tensor]:
         """Images -> (the decoder's first state, the image vector v)."""
         v = torch.relu(self.cnn(images))
-        L, H, N = self.config.layers, self.config.hidden, images.shape[0]
-        h0 = torch.tanh(self.init(v)).view(N, self.parts, L, H).permute(1, 2, 0, 3).contiguous()
-        return ((h0[0], h0[1]) if self.parts == 2 else h0[0]), v
+        return self.config.vector_state(self.init(v)), v
 
     def decode(self, tokens: Tensor, state: State, v: Tensor) -> tuple[Tensor, State]:
         x = self.tgt_embed(tokens)
@@ -71,15 +103,20 @@ class Captioner(Seq2Seq):
         captions: list[list[str]],
         config: SeqConfig,
         log: Callable[[int, float], None] | None = None,
+        image_of: list[int] | None = None,
     ) -> Captioner:
-        """Teacher forcing on (image, caption) pairs."""
+        """Teacher forcing on (image, caption) pairs: caption k describes image `image_of[k]` (default k), so
+        an image can have several captions without being copied."""
         config.validate()
-        if len(images) != len(captions) or not captions:
-            raise RnnlabError("need one caption per image")
+        image_of = list(range(len(captions))) if image_of is None else image_of
+        if not captions or len(image_of) != len(captions) or not all(0 <= i < len(images) for i in image_of):
+            raise RnnlabError("need at least one caption, each naming one of the images")
+        if any(not c for c in captions):
+            raise RnnlabError("every caption needs at least one word")
         tgt = Vocab((w for c in captions for w in c), specials=(START, END))
         torch.manual_seed(config.seed)
         module = CaptionNet(config, len(tgt))
-        pixels = torch.as_tensor(images, dtype=torch.float32)
+        pixels, index = image_batch(images), torch.as_tensor(image_of)
         inputs = [tgt.encode([START, *c]) for c in captions]
         targets = [tgt.encode([*c, END]) for c in captions]
 
@@ -87,7 +124,7 @@ class Captioner(Seq2Seq):
             pick = torch.randint(len(captions), (config.batch_size,), generator=generator)
             x, _ = pad([inputs[i] for i in pick.tolist()])
             y, _ = pad([targets[i] for i in pick.tolist()], IGNORE)
-            logits, _ = module.decode(x, *module.encode(pixels[pick]))
+            logits, _ = module.decode(x, *module.encode(pixels[index[pick]]))
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
         fit(module, batch_loss, config, log=log)
@@ -95,15 +132,22 @@ class Captioner(Seq2Seq):
 
     def _encode(self, sources: list) -> tuple[State, Tensor]:
         """Images (each 3x32x32) -> (first state, image vector v fed to every step)."""
-        images = torch.as_tensor(np.stack([np.asarray(s, dtype=np.float32) for s in sources]))
-        if images.shape[1:] != (3, 32, 32):
-            raise RnnlabError(f"images must be 3x32x32 RGB, got {tuple(images.shape[1:])}")
-        return self.module.encode(images)
+        return self.module.encode(image_batch(sources))
 
-    def bleu(self, images: np.ndarray, captions: list[list[str]]) -> list[float]:
-        """Corpus BLEU-1..4 of greedy captions against the true ones."""
-        outputs = [out for out, _ in self.greedy(list(images))]
-        return corpus_bleu(outputs, [[c] for c in captions])
+    def describe(self, images: list | np.ndarray, beam: int = 1) -> list[list[str]]:
+        """One caption per image: greedy decoding (batched) when `beam` is 1, else beam search of that width."""
+        if beam > 1:
+            return [self.beam(image, beam)[0] for image in images]
+        return [out for out, _ in self.greedy(list(images))]
+
+    def evaluate(
+        self, images: np.ndarray, references: list[list[list[str]]], beam: int = 1
+    ) -> tuple[list[float], float]:
+        """(corpus BLEU-1..4, exact-caption accuracy) of `describe(images, beam)`, where `references[i]`
+        lists every true caption of image i and a caption is exact when it equals one of them."""
+        outputs = self.describe(images, beam)
+        exact = sum(out in refs for out, refs in zip(outputs, references, strict=True)) / len(outputs)
+        return corpus_bleu(outputs, references), exact
 
     def save(self, out: Path, task: str = "shapes") -> Path:
         extra = {"tgt_vocab": self.tgt.tokens, "max_len": self.max_len, "task": task}

@@ -51,9 +51,8 @@ class Seq2SeqNet(nn.Module):
     def __init__(self, config: SeqConfig, src_vocab: int, tgt_vocab: int, one_to_many: bool = False) -> None:
         super().__init__()
         self.config, self.one_to_many = config, one_to_many
-        self.parts = 2 if config.cell == "lstm" else 1  # (h, c) for the LSTM
         if one_to_many:
-            self.condition = nn.Embedding(src_vocab, self.parts * config.layers * config.hidden)
+            self.condition = nn.Embedding(src_vocab, config.state_size)
         else:
             self.src_embed = nn.Embedding(src_vocab, config.embed, padding_idx=0)
             self.encoder = config.recurrent()
@@ -65,9 +64,7 @@ class Seq2SeqNet(nn.Module):
         """(N, S) left-padded source ids (one class id each when one_to_many) -> the decoder's first state."""
         if not self.one_to_many:
             return self.encoder(self.src_embed(src))[1]
-        L, H, N = self.config.layers, self.config.hidden, src.shape[0]
-        v = torch.tanh(self.condition(src[:, -1])).view(N, self.parts, L, H).permute(1, 2, 0, 3).contiguous()
-        return (v[0], v[1]) if self.parts == 2 else v[0]
+        return self.config.vector_state(self.condition(src[:, -1]))
 
     def decode(self, tokens: Tensor, state: State, context: Tensor) -> tuple[Tensor, State]:
         """(N, T) target-side ids from `state`, with the (N, H) summary `context` -> (N, T, V) logits, new state."""

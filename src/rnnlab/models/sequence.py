@@ -60,6 +60,18 @@ class SeqConfig:
         """The L-layer recurrent stack these settings describe."""
         return Recurrent(self.cell, input_size or self.embed, self.hidden, self.layers, self.dropout)
 
+    @property
+    def state_size(self) -> int:
+        """Numbers in one sequence's recurrent state: L x H, twice for the LSTM's (h, c)."""
+        return (2 if self.cell == "lstm" else 1) * self.layers * self.hidden
+
+    def vector_state(self, x: Tensor) -> State:
+        """(N, state_size) -> tanh, shaped as the stack's state ((L, N, H), or (h, c) for the LSTM): a first
+        state computed from one vector per sequence (an image, a class)."""
+        parts, L, H = self.state_size // (self.layers * self.hidden), self.layers, self.hidden
+        h = torch.tanh(x).view(x.shape[0], parts, L, H).permute(1, 2, 0, 3).contiguous()
+        return (h[0], h[1]) if parts == 2 else h[0]
+
 
 class Vocab:
     """Token strings <-> ids; `<pad>` is 0 and `<unk>` 1, then any extra specials, then the tokens."""
