@@ -64,7 +64,7 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path: Path, corp
 def test_killed_distributed_run_resumes_to_the_same_weights(tmp_path: Path, corpus_file: Path):
     """SIGKILL torchrun and its workers after a checkpoint, resume: the weights equal an uninterrupted run's
     (dropout on, so each rank's generator state must be restored too)."""
-    flags = ["--max-steps", "10", "--checkpoint-every", "3", "--dropout", "0.2"]
+    flags = ["--max-steps", "200", "--checkpoint-every", "3", "--dropout", "0.2"]  # long enough to kill mid-run
     whole = subprocess.run(_train(corpus_file, tmp_path / "whole", *flags, procs=2), env=ENV, capture_output=True)
     assert whole.returncode == 0, whole.stderr.decode()[-3000:]
 
@@ -72,7 +72,7 @@ def test_killed_distributed_run_resumes_to_the_same_weights(tmp_path: Path, corp
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline:  # past the step-3 and step-6 checkpoints, before the end
+    while time.time() < deadline:  # past a few checkpoints, well before the end
         if metrics.exists() and any(json.loads(r)["step"] >= 7 for r in metrics.read_text().splitlines() if r):
             break
         time.sleep(0.05)
