@@ -36,12 +36,13 @@ def compressed_bits(tool: str, data: bytes) -> int | None:
         if not shutil.which("xz"):
             return None
         return 8 * len(subprocess.run(["xz", "-9e", "-c"], input=data, capture_output=True, check=True).stdout)
-    if not shutil.which("7z"):
+    seven_zip = shutil.which("7z") or shutil.which("7zz")  # p7zip or Debian's 7zip package
+    if seven_zip is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.txt", Path(tmp) / "out.7z"
         src.write_bytes(data)
-        subprocess.run(["7z", "a", "-m0=PPMd:o=16:mem=1g", str(dst), str(src)], capture_output=True, check=True)
+        subprocess.run([seven_zip, "a", "-m0=PPMd:o=16:mem=1g", str(dst), str(src)], capture_output=True, check=True)
         return 8 * dst.stat().st_size
 
 
@@ -83,11 +84,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: benchmarks/runs/<corpus>)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training and eval (0: default)")
     parser.add_argument("--no-dynamic", action="store_true", help="skip dynamic evaluation")
+    parser.add_argument(
+        "--baselines-only", action="store_true", help="recompute only xz/PPMd for a corpus already in quality.json"
+    )
     parser.add_argument("train_flags", nargs="*", help="extra `rnnlab train` flags after --")
     args = parser.parse_args()
     train, valid = corpus(args.corpus, "train"), corpus(args.corpus, "valid")
     if train is None or valid is None:
         print(f"skipped: ../shared/data/{args.corpus} not found")
+        return
+    store = RESULTS / "quality.json"
+    results = json.loads(store.read_text()) if store.exists() else {}
+    if args.baselines_only:
+        if args.corpus not in results:
+            raise SystemExit(f"no {args.corpus} result in {store} to add baselines to")
+        results[args.corpus]["baselines_bpc"] = baselines(train, valid)
+        store.write_text(json.dumps(results, indent=2) + "\n")
+        print(write_result("quality.md", TITLE, report(results)))
         return
     out = args.out or Path(__file__).parent / "runs" / args.corpus
     if out.exists():
@@ -116,6 +129,7 @@ def main() -> None:
     base = baselines(train, valid)
     result = {
         "corpus": args.corpus,
+        "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
         "preset": args.preset,
         "flags": flags,
         "budget_s": parse_duration(args.time),
@@ -131,10 +145,16 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result, indent=2))
-    store = RESULTS / "quality.json"
-    results = json.loads(store.read_text()) if store.exists() else {}
     results[args.corpus] = result
     store.write_text(json.dumps(results, indent=2) + "\n")
+    print(write_result("quality.md", TITLE, report(results)))
+
+
+TITLE = "Model quality under a 20-minute CPU budget"
+
+
+def report(results: dict[str, dict]) -> str:
+    """The results page: how the numbers were made, then one row per corpus."""
     header = (
         "| corpus | network | + n-gram mix | + dynamic eval | + dynamic + mix | xz -9e | PPMd o16 "
         "| preset / flags | params | budget | wall |"
@@ -157,7 +177,16 @@ def main() -> None:
         "rnnlab.ngram) mixes the network online with an interpolated n-gram model of the training text and "
         "the text read so far; its defaults were chosen on the Shakespeare training tail.\n\n" + "\n".join(rows) + "\n"
     )
-    print(write_result("quality.md", "Model quality under a 20-minute CPU budget", body))
+    notes = [
+        f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}; dynamic-evaluation step {r.get('dynamic_lr')}"
+        for r in results.values()
+    ]
+    if any(r.get("threads") == 1 for r in results.values()):
+        notes.append(
+            "- The 1-thread runs trained two at a time (one per corpus) on the 2-core machine: each had one core, "
+            "half of the budget's compute. `wall` includes preparing the token store."
+        )
+    return body + "\n" + "\n".join(notes) + "\n"
 
 
 if __name__ == "__main__":

@@ -82,10 +82,19 @@ def train(
     val_fraction: Annotated[float | None, Opt(help="Fraction held out from the end of each file (0.05).")] = None,
     batch_size: Annotated[int | None, Opt(help="Parallel streams N.")] = None,
     seq_len: Annotated[int | None, Opt(help="BPTT length T.")] = None,
-    optimizer: Annotated[str | None, Opt(help="adam | adamw | adagrad | rmsprop | sgd")] = None,
+    optimizer: Annotated[
+        str | None, Opt(help="adam | adamw | adagrad | rmsprop | sgd | nesterov | hf (Hessian-free: no --lr)")
+    ] = None,
     lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
-    momentum: Annotated[float | None, Opt(help="Momentum for sgd and rmsprop.")] = None,
+    momentum: Annotated[float | None, Opt(help="Momentum for sgd, nesterov and rmsprop.")] = None,
     weight_decay: Annotated[float | None, Opt()] = None,
+    init: Annotated[str | None, Opt(help="default | esn (W_hh at --spectral-radius, Sutskever et al. 2013).")] = None,
+    spectral_radius: Annotated[float | None, Opt(help="--init esn: spectral radius of W_hh (1.1).")] = None,
+    hf_cg_iters: Annotated[int | None, Opt(help="--optimizer hf: most CG iterations per update (50).")] = None,
+    hf_curvature_fraction: Annotated[
+        float | None, Opt(help="--optimizer hf: share of the streams for curvature products (0.25).")
+    ] = None,
+    hf_structural_damping: Annotated[float | None, Opt(help="--optimizer hf: structural damping mu (0.3).")] = None,
     clip_norm: Annotated[float | None, Opt(help="Clip the global gradient norm (0: off).")] = None,
     clip_value: Annotated[float | None, Opt(help="Clip each gradient element to ±value (0: off).")] = None,
     warmup: Annotated[int | None, Opt(help="Linear warmup steps.")] = None,
@@ -145,6 +154,11 @@ def train(
         lr=lr,
         momentum=momentum,
         weight_decay=weight_decay,
+        init=init,
+        spectral_radius=spectral_radius,
+        hf_cg_iters=hf_cg_iters,
+        hf_curvature_fraction=hf_curvature_fraction,
+        hf_structural_damping=hf_structural_damping,
         clip_norm=clip_norm,
         clip_value=clip_value,
         warmup=warmup,

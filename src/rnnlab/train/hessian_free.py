@@ -22,25 +22,40 @@ cross-entropy with p = softmax(z), (p ⊙ u − p (pᵀu)) / n per position (n =
 - CG starts from the previous step's solution times 0.95, stops on Martens' relative-progress test, keeps
   the iterates at i = ⌈1.3^k⌉ and the last, and CG-backtracking picks the best of them by the true objective
   on the gradient batch; a backtracking (Armijo) line search on the step size follows.
-- Mini-batches: the gradient on the whole batch, the curvature on its first `curvature_fraction`.
+- Mini-batches: the gradient on the whole batch, the curvature on its first `curvature_fraction`. A batch is
+  one tensor or a tuple of tensors, all batch-first (a language model's tokens and its carried state rows):
+  every objective, gradient and curvature product of a step sees the same fixed examples.
 
-The model's forward must be twice differentiable and work under `vmap` (per-example gradients), so use
-the non-fused cell path for recurrent layers (`Recurrent(..., fused=False)`).
+Second derivatives and per-example gradients (`vmap`) need the plain autograd loop of rnnlab's cells, so
+they run on `plain_copy(model)`, a copy whose recurrent layers are plain, called with the model's own
+weights; the objective runs on the model itself. When every recurrent layer is a fused PyTorch module on the
+CPU (twice differentiable, though not vmappable), curvature products run on the model too: they are faster.
+`ChunkHessianFree` applies HF to the language-model trainer's truncated-BPTT chunks.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from rnnlab.config import TrainConfig
+from rnnlab.errors import RnnlabError
+from rnnlab.nn.recurrent import Recurrent, State, state_from_tensors, state_tensors
+
+if TYPE_CHECKING:
+    from rnnlab.models.language_model import RNNLM
+
 LOSSES = ("cross_entropy", "mse")
+Inputs = Tensor | tuple[Tensor, ...]  # batch-first: row i of every tensor belongs to example i
 
 
 def position_losses(kind: str, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -66,6 +81,38 @@ def loss_hessian_vector(kind: str, outputs: Tensor, mask: Tensor, u: Tensor) -> 
     return scale * (p * u - p * (p * u).sum(-1, keepdim=True))
 
 
+def plain_copy(model: nn.Module) -> tuple[nn.Module, dict[str, str]]:
+    """A deep copy of `model` whose recurrent layers run the plain autograd loop (twice differentiable, works
+    under `vmap`), and the map from `model`'s parameter names to the copy's. Fused `torch.nn.RNN/LSTM/GRU`
+    layers become rnnlab cells, which use the same weight layout under other names."""
+    twin = copy.deepcopy(model)
+    rename = {name: name for name, _ in model.named_parameters()}
+    for path, module in list(twin.named_modules()):
+        if not isinstance(module, Recurrent):
+            continue
+        if not module.fused:  # already rnnlab cells: their step loop runs under autograd
+            continue
+        fused = module.rnn
+        plain = Recurrent(
+            module.cell,
+            fused.input_size,
+            module.hidden_size,
+            module.num_layers,
+            fused.dropout,
+            learn_init=module.initial is not None,
+            fused=False,
+        ).to(fused.weight_hh_l0)
+        prefix = f"{path}." if path else ""
+        for k in range(module.num_layers):
+            for weight in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                rename[f"{prefix}rnn.{weight}_l{k}"] = f"{prefix}layers.{k}.{weight}"
+        if not path:
+            return plain, rename
+        parent, _, child = path.rpartition(".")
+        setattr(twin.get_submodule(parent), child, plain)
+    return twin, rename
+
+
 @dataclass
 class HFStep:
     """What one Hessian-free step did."""
@@ -81,8 +128,10 @@ class HFStep:
 class HessianFree:
     """Hessian-free optimiser for `model`, whose forward returns outputs or `(outputs, hidden)`.
 
-    `step(inputs, targets, mask)` takes one mini-batch: outputs (N, T, O), targets (N, T) class ids for
-    "cross_entropy" or (N, T, O) for "mse", mask (N, T) of the positions that count.
+    `step(inputs, targets, mask)` takes one mini-batch: inputs a tensor or a tuple of them (the forward's
+    arguments, batch-first), outputs (N, T, O), targets (N, T) class ids for "cross_entropy" or (N, T, O)
+    for "mse", mask (N, T) of the positions that count. Per-example gradients are computed `per_example_chunk`
+    examples at a time (memory: chunk × parameters).
     """
 
     def __init__(
@@ -98,6 +147,7 @@ class HessianFree:
         cg_tolerance: float = 5e-4,
         warm_start_decay: float = 0.95,
         preconditioner_exponent: float = 0.75,
+        per_example_chunk: int = 64,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -105,12 +155,22 @@ class HessianFree:
         self.damping, self.mu = damping, structural_damping
         self.curvature_fraction, self.max_cg_iters, self.min_cg_iters = curvature_fraction, max_cg_iters, min_cg_iters
         self.cg_tolerance, self.decay, self.exponent = cg_tolerance, warm_start_decay, preconditioner_exponent
+        self.chunk = per_example_chunk
         self.named = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.previous: Tensor | None = None  # the last CG solution, for the warm start
+        self.twin, self.rename = plain_copy(model)
+        recurrent = [m for m in model.modules() if isinstance(m, Recurrent)]
+        on_cpu = all(p.device.type == "cpu" for p in self.named.values())  # cuDNN RNNs have no double backward
+        self.curvature_on_twin = not (on_cpu and all(m.fused for m in recurrent))
 
     # --- helpers -------------------------------------------------------------------------------------------
-    def _forward(self, params: dict[str, Tensor], inputs: Tensor) -> tuple[Tensor, Tensor | None]:
-        result = functional_call(self.model, params, (inputs,))
+    def _forward(self, params: dict[str, Tensor], inputs: Inputs, plain: bool = False) -> tuple[Tensor, Tensor | None]:
+        """The model's (outputs, hidden or None) with these parameters; `plain`: through the plain copy."""
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        if plain:
+            result = functional_call(self.twin, {self.rename[k]: v for k, v in params.items()}, inputs)
+        else:
+            result = functional_call(self.model, params, inputs)
         return result if isinstance(result, tuple) else (result, None)
 
     def _flat(self, tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
@@ -127,7 +187,7 @@ class HessianFree:
         return {name: p.detach() for name, p in self.named.items()}
 
     @torch.no_grad()
-    def objective(self, inputs: Tensor, targets: Tensor, mask: Tensor, delta: Tensor | None = None) -> float:
+    def objective(self, inputs: Inputs, targets: Tensor, mask: Tensor, delta: Tensor | None = None) -> float:
         """f(θ + delta) on a batch (delta None: f(θ))."""
         params = self._params()
         if delta is not None:
@@ -135,19 +195,25 @@ class HessianFree:
         outputs, _ = self._forward(params, inputs)
         return float(masked_loss(self.loss, outputs, targets, mask))
 
-    def gradient_and_diagonal(self, inputs: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """g = Σ_i ∇c_i and D = N Σ_i (∇c_i)² from per-example gradients (vmap over the batch)."""
-        total = mask.sum()
+    def gradient_and_diagonal(self, inputs: Inputs, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """g = Σ_i ∇c_i and D = N Σ_i (∇c_i)² from per-example gradients (vmap over the batch, in chunks)."""
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        total, N = mask.sum(), mask.shape[0]
 
-        def share(params: dict[str, Tensor], x: Tensor, y: Tensor, m: Tensor) -> Tensor:
-            outputs, _ = self._forward(params, x.unsqueeze(0))
+        def share(params: dict[str, Tensor], *example: Tensor) -> Tensor:  # one row of each input, y, mask
+            *x, y, m = example
+            outputs, _ = self._forward(params, tuple(t.unsqueeze(0) for t in x), plain=True)
             return (position_losses(self.loss, outputs[0], y) * m).sum() / total
 
-        per_example = vmap(grad(share), in_dims=(None, 0, 0, 0))(self._params(), inputs, targets, mask)
-        flat = torch.cat([g.reshape(g.shape[0], -1) for g in per_example.values()], 1)  # (N, P)
-        return flat.sum(0), inputs.shape[0] * (flat**2).sum(0)
+        per_example = vmap(grad(share), in_dims=(None,) + (0,) * (len(inputs) + 2))
+        params, g, D = self._params(), 0.0, 0.0
+        for start in range(0, N, self.chunk):
+            rows = [t[start : start + self.chunk] for t in (*inputs, targets, mask)]
+            flat = torch.cat([p.reshape(p.shape[0], -1) for p in per_example(params, *rows).values()], 1)
+            g, D = g + flat.sum(0), D + (flat**2).sum(0)
+        return g, N * D
 
-    def curvature_product(self, inputs: Tensor, mask: Tensor) -> Callable[..., Tensor]:
+    def curvature_product(self, inputs: Inputs, mask: Tensor) -> Callable[..., Tensor]:
         """v ↦ (G + μλ J_hᵀJ_h / N) v on this (curvature) batch: Jᵀ H_L J v plus structural damping (unless
         `with_structural=False`), without λI.
 
@@ -155,12 +221,12 @@ class HessianFree:
         graphs are built once per step and reused by every CG iteration (two backward passes per product).
         """
         params = list(self.named.values())
-        outputs, hidden = self._forward(self.named, inputs)
+        outputs, hidden = self._forward(self.named, inputs, plain=self.curvature_on_twin)
         roots = [outputs] if hidden is None else [outputs, hidden]
-        dummies = [torch.zeros_like(r, requires_grad=True) for r in roots]
+        dummies = [torch.ones_like(r, requires_grad=True) for r in roots]  # any u; 0 makes logcumsumexp NaN
         transposed = torch.autograd.grad(roots, params, dummies, create_graph=True)  # Jᵀu, a function of u
         outputs_d = outputs.detach()
-        structural = self.mu * self.damping / inputs.shape[0]
+        structural = self.mu * self.damping / mask.shape[0]
 
         def product(v: Tensor, with_structural: bool = True) -> Tensor:
             tangents = list(self._unflat(v).values())
@@ -178,7 +244,7 @@ class HessianFree:
         """Preconditioned CG on A x = b (minimising φ(x) = ½xᵀAx − bᵀx) from x0, preconditioner M (diagonal).
 
         Stops at i > k = max(10, 0.1 i) when φ_i < 0 and (φ_i − φ_{i−k}) / φ_i < k ε (Martens 2010, sec. 4.4),
-        or when `time.perf_counter()` passes `deadline`.
+        or when `time.process_time()` (CPU seconds) passes `deadline`.
         Returns the iterates kept for backtracking (at i = ⌈1.3^j⌉ and the last) and the iterations run.
         """
         x = x0.clone()
@@ -206,25 +272,26 @@ class HessianFree:
             k = max(self.min_cg_iters, int(0.1 * i))
             if i > k and phis[-1] < 0 and (phis[-1] - phis[-1 - k]) / phis[-1] < k * self.cg_tolerance:
                 break
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and time.process_time() > deadline:
                 break
         if not kept or not torch.equal(kept[-1], x):
             kept.append(x)
         return kept, i
 
     # --- the step ----------------------------------------------------------------------------------------------
-    def step(self, inputs: Tensor, targets: Tensor, mask: Tensor, deadline: float | None = None) -> HFStep:
+    def step(self, inputs: Inputs, targets: Tensor, mask: Tensor, deadline: float | None = None) -> HFStep:
         """One HF update on this mini-batch (curvature on its first `curvature_fraction`); CG stops early at
-        `deadline` (a `time.perf_counter()` value), so that a time budget is kept even when one step is long."""
+        `deadline` (a `time.process_time()` value), so that a CPU-time budget is kept even when a step is long."""
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         lam = self.damping
         f0 = self.objective(inputs, targets, mask)
         g, D = self.gradient_and_diagonal(inputs, targets, mask)
         M = (D + lam) ** self.exponent
-        n_curv = max(1, round(inputs.shape[0] * self.curvature_fraction))
-        Gv = self.curvature_product(inputs[:n_curv], mask[:n_curv])
+        n_curv = max(1, round(mask.shape[0] * self.curvature_fraction))
+        Gv = self.curvature_product(tuple(t[:n_curv] for t in inputs), mask[:n_curv])
         x0 = self.decay * self.previous if self.previous is not None else torch.zeros_like(g)
         kept, iters = self.conjugate_gradient(lambda v: Gv(v) + lam * v, -g, x0, M, deadline)
-        self.previous = kept[-1]
+        self.previous = kept[-1] if torch.isfinite(kept[-1]).all() else None  # no NaN warm start
         # CG-backtracking: walk back from the last iterate while the true objective keeps improving.
         best, f_best = kept[-1], self.objective(inputs, targets, mask, kept[-1])
         for candidate in reversed(kept[:-1]):
@@ -234,13 +301,13 @@ class HessianFree:
             best, f_best = candidate, f_candidate
         predicted = float(g @ best + 0.5 * best @ Gv(best, with_structural=False))  # q(p) − q(0), undamped
         rho = (f_best - f0) / predicted if predicted < 0 else -math.inf
-        if rho < 0.25:
+        if not rho >= 0.25:  # also when a loss came out NaN
             self.damping *= 1.5
         elif rho > 0.75:
             self.damping *= 2 / 3
         # Backtracking line search (Armijo, c = 0.01) on the chosen direction.
         alpha, f_new, slope = 1.0, f_best, float(g @ best)
-        while f_new > f0 + 0.01 * alpha * slope:
+        while not f_new <= f0 + 0.01 * alpha * slope:  # a NaN loss is no decrease
             alpha *= 0.8
             if alpha < 1e-3:
                 alpha, f_new = 0.0, f0
@@ -251,3 +318,74 @@ class HessianFree:
                 for p, d in zip(self.named.values(), self._unflat(alpha * best).values(), strict=True):
                     p.add_(d)
         return HFStep(f0, f_new, rho, lam, iters, alpha)
+
+    # --- exact resume ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """λ and the warm start, in torch.optim's layout (so checkpoints store them like any optimiser's)."""
+        state = {} if self.previous is None else {0: {"previous": self.previous}}
+        return {"state": state, "param_groups": [{"hessian_free": True, "damping": self.damping, "params": []}]}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved; another optimiser's state is an error."""
+        groups = saved.get("param_groups", [])
+        if len(groups) != 1 or not groups[0].get("hessian_free"):
+            raise RnnlabError("the checkpoint holds a first-order optimiser's state, which --optimizer hf cannot use")
+        self.damping = float(groups[0]["damping"])
+        previous = saved.get("state", {}).get(0, {}).get("previous")
+        self.previous = None if previous is None else previous.clone()
+
+
+# --- in the language-model trainer -------------------------------------------------------------------------------
+class _TokensAndRows(nn.Module):
+    """An RNNLM as HF sees it: tokens (N, T) and the carried state's tensors with the stream axis first
+    -> (logits (N, T, V), the top layer's outputs (N, T, H) for structural damping)."""
+
+    def __init__(self, lm: RNNLM) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens: Tensor, *rows: Tensor) -> tuple[Tensor, Tensor]:
+        state = state_from_tensors([r.transpose(0, 1) for r in rows])
+        top: list[Tensor] = []  # the recurrent stack's outputs, caught on the way through RNNLM.forward
+        hook = self.lm.rnn.register_forward_hook(lambda module, args, out: top.append(out[0]))
+        try:
+            logits, _, _ = self.lm(tokens, state)
+        finally:
+            hook.remove()
+        return logits, top[0]
+
+
+class ChunkHessianFree:
+    """`--optimizer hf` in the truncated-BPTT trainer: each update minimises the loss of one chunk from the
+    chunk's incoming carried state, detached, so that the mini-batch HF's quadratic model describes is fixed;
+    the gradient uses all N streams, the curvature the first `hf_curvature_fraction` of them."""
+
+    def __init__(self, lm: RNNLM, config: TrainConfig) -> None:
+        if lm.config.dropout > 0:
+            raise RnnlabError("--optimizer hf needs --dropout 0 (CG and its line search compare deterministic losses)")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise RnnlabError("--optimizer hf runs in one process (it does not share curvature products across ranks)")
+        self.lm = lm
+        self.hf = HessianFree(
+            _TokensAndRows(lm),
+            "cross_entropy",
+            structural_damping=config.hf_structural_damping,
+            curvature_fraction=config.hf_curvature_fraction,
+            max_cg_iters=config.hf_cg_iters,
+        )
+
+    def step(self, x: Tensor, y: Tensor, state: State | None) -> tuple[float, State]:
+        """One update on tokens x, targets y (N, T) from `state`; returns the loss before it and the chunk's
+        final state at the weights before it (what the first-order step carries on, too)."""
+        with torch.no_grad():
+            _, final, loss = self.lm(x, state, y)
+        if math.isfinite(float(loss)):
+            rows = tuple(s.transpose(0, 1) for s in state_tensors(state))
+            self.hf.step((x, *rows), y, (y >= 0).to(loss.dtype))  # negative ids: unscored padding
+        return float(loss), final
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.hf.state_dict()
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.hf.load_state_dict(saved)

@@ -38,7 +38,7 @@ from rnnlab.nn.recurrent import State, detach_state
 from rnnlab.rundir import CONFIG, METRICS, WEIGHTS, atomic_save_tensors, atomic_write_json, read_config
 from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from rnnlab.train.distributed import Distributed, SilentReporter, session
-from rnnlab.train.optim import build_optimizer, lr_factor
+from rnnlab.train.optim import build_optimizer, initialise, lr_factor
 from rnnlab.train.precision import Precision, compile_model
 from rnnlab.train.progress import Reporter
 from rnnlab.ui import notice
@@ -106,7 +106,8 @@ def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> No
         _write_config(tmp, model_cfg, train_cfg)
         torch.manual_seed(train_cfg.seed)
         model = RNNLM(model_cfg)
-        save_checkpoint(tmp, model, build_optimizer(model.parameters(), train_cfg), Progress(), None)
+        initialise(model, train_cfg)
+        save_checkpoint(tmp, model, build_optimizer(model, train_cfg), Progress(), None)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -130,6 +131,9 @@ def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> t
             )
     if "inputs" in options and options["inputs"] != train_cfg.inputs:
         raise RnnlabError("inputs differ from the run's; --resume continues on the run's own token store")
+    optimizer = options.get("optimizer", train_cfg.optimizer)
+    if optimizer != train_cfg.optimizer and "hf" in (optimizer, train_cfg.optimizer):
+        raise RnnlabError("--optimizer cannot change to or from hf on --resume (their checkpoint states differ)")
     train_options = {k: v for k, v in options.items() if hasattr(TrainConfig, k) and k != "inputs"}
     train_cfg = dataclasses.replace(train_cfg, **train_options)
     train_cfg.validate()
@@ -171,11 +175,13 @@ class _Loop:
         rows = self.dist.rows(config.batch_size)  # this process's streams (all N when single-process)
         self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len, rows)
         self.model = RNNLM(model_cfg).to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), config)
+        self.optimizer = build_optimizer(self.model, config)
         self.progress, self.carried = self._restore()
         # What the training step calls: DDP around the model (gradient averaging), optionally compiled.
         self.step_model = compile_model(self.dist.wrap(self.model, self.device), config.compile)
         self.precision = Precision(config.precision, self.device)
+        if config.precision == "auto" and self.dist.is_main and config.optimizer != "hf":
+            notice(f"--precision auto: the training step runs in {self.precision.name} on {self.device.type}")
         self.total_steps = self._step_budget()
         self.reporter = (
             Reporter(run_dir, config, self.total_steps, show_progress) if self.dist.is_main else SilentReporter()
@@ -276,6 +282,8 @@ class _Loop:
         if self.device.type == "cuda":  # pinned pages: the copy runs asynchronously with the GPU's work
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if cfg.optimizer == "hf":
+            return self._hf_step(x, y)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
         with self.precision.autocast():
@@ -296,6 +304,17 @@ class _Loop:
         scaler.update()
         self.carried = detach_state(state)
         p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel() * self.dist.world
+        return loss_value
+
+    def _hf_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
+        """One Hessian-free update on this chunk from its incoming state (no learning rate, no clipping)."""
+        p = self.progress
+        loss_value, state = self.optimizer.step(x, y, self.carried)
+        if not math.isfinite(loss_value):
+            self._rollback(loss_value)
+            return None
+        self.carried = detach_state(state)
+        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel()
         return loss_value
 
     def _rollback(self, loss_value: float) -> None:
