@@ -13,12 +13,14 @@ so the reservoirs are statistically alike, not identical: the table reports seve
 Setup, once (reservoirpy lives only in this benchmark's environment):
 
     python3 -m venv benchmarks/.venv-esn
-    benchmarks/.venv-esn/bin/pip install reservoirpy .
+    benchmarks/.venv-esn/bin/pip install -c constraints.txt reservoirpy -e .
 
 Run:  benchmarks/.venv-esn/bin/python benchmarks/esn_vs_reservoirpy.py [--seeds 3] [--repeats 3]
 
 Times: "build" draws the matrices and rescales W to its spectral radius; "fit" collects the states and solves
-the readout. Each is the fastest of --repeats runs; the NRMSE does not depend on the repeat.
+the readout. The libraries take turns, --repeats rounds per seed, so that both meet the same load from other
+work; each time is the fastest of its rounds, and the ratios rnnlab / reservoirpy compare the same seed and run.
+The NRMSE does not depend on the round.
 """
 
 from __future__ import annotations
@@ -88,51 +90,59 @@ def rnnlab_config(p: dict, seed: int, feedback: bool, washout: int, noise: float
     )
 
 
-def timed(build, fit, repeats: int) -> tuple[object, float, float]:
-    """Build and fit `repeats` times (same seed, same result); the model and the fastest build and fit times.
+def race(contenders: dict[str, tuple], repeats: int) -> dict[str, tuple[object, float, float]]:
+    """Build and fit each library in turn, `repeats` rounds (same seed, same result each round).
 
-    The minimum is the least disturbed by other work on the machine.
+    Per library: the model and its fastest build and fit. Alternating puts both libraries under the same load from
+    other work on the machine; the minimum is the least disturbed.
     """
-    builds, fits = [], []
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    models: dict[str, object] = {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        model = build()
-        t1 = time.perf_counter()
-        fit(model)
-        builds.append(t1 - t0)
-        fits.append(time.perf_counter() - t1)
-    return model, min(builds), min(fits)
+        for name, (build, fit) in contenders.items():
+            t0 = time.perf_counter()
+            model = build()
+            t1 = time.perf_counter()
+            fit(model)
+            times[name].append((t1 - t0, time.perf_counter() - t1))
+            models[name] = model
+    return {name: (models[name], *(min(column) for column in zip(*times[name], strict=True))) for name in contenders}
 
 
-def rnnlab_mg(z: np.ndarray, starts: list[int], seed: int, repeats: int) -> dict:
+def rnnlab_mg(z: np.ndarray, seed: int) -> tuple:
     Z = torch.from_numpy(z)
-    esn, build, fit = timed(
+    return (
         lambda: EchoStateNetwork(rnnlab_config(MG, seed, False, MG_WASHOUT)),
         lambda m: m.fit(Z[:MG_TRAIN], Z[1 : MG_TRAIN + 1]),
-        repeats,
     )
+
+
+def rnnlab_mg_score(esn: EchoStateNetwork, z: np.ndarray, starts: list[int]) -> dict:
+    Z = torch.from_numpy(z)
     preds, truth = [], []
     for s in starts:
         _, state = esn.run(Z[s - 1 - MG_WARM : s])  # from rest; the last input is z[s-1], so state.y predicts z[s]
         ahead = torch.cat([state.y[None], esn.generate(HORIZON - 1, state)])[:, 0].numpy()
         preds.append(ahead)
         truth.append(z[s : s + HORIZON, 0])
-    return _mg_scores(np.array(preds), np.array(truth), z[MG_TRAIN:].var(), build, fit)
+    return _mg_scores(np.array(preds), np.array(truth), z[MG_TRAIN:].var())
 
 
-def rnnlab_sine(train: tuple, tests: list, seed: int, noise: float, repeats: int) -> dict:
-    esn, build, fit = timed(
+def rnnlab_sine(train: tuple, seed: int, noise: float) -> tuple:
+    return (
         lambda: EchoStateNetwork(rnnlab_config(SINE, seed, True, SINE_WASHOUT, noise)),
         lambda m: m.fit(torch.from_numpy(train[0]), torch.from_numpy(train[1])),
-        repeats,
     )
+
+
+def rnnlab_sine_score(esn: EchoStateNetwork, tests: list) -> dict:
     outs, targets = [], []
     for u, y in tests:
         u, y = torch.from_numpy(u), torch.from_numpy(y)
         _, state = esn.run(u[:SINE_WARM], teacher=y[:SINE_WARM])
         outs.append(esn.run(u[SINE_WARM:], state)[0].numpy())
         targets.append(y[SINE_WARM:].numpy())
-    return {"nrmse": nrmse(np.concatenate(outs), np.concatenate(targets)), "build": build, "fit": fit}
+    return {"nrmse": nrmse(np.concatenate(outs), np.concatenate(targets))}
 
 
 # ---- reservoirpy ---------------------------------------------------------------------------------------------
@@ -163,12 +173,14 @@ def reservoirpy_built(p: dict, seed: int, feedback: bool, x: np.ndarray, y: np.n
     return esn
 
 
-def reservoirpy_mg(z: np.ndarray, starts: list[int], seed: int, repeats: int) -> dict:
-    esn, build, fit = timed(
+def reservoirpy_mg(z: np.ndarray, seed: int) -> tuple:
+    return (
         lambda: reservoirpy_built(MG, seed, False, z, z[1:]),
         lambda m: m.fit(z[:MG_TRAIN], z[1 : MG_TRAIN + 1], warmup=MG_WASHOUT),
-        repeats,
     )
+
+
+def reservoirpy_mg_score(esn, z: np.ndarray, starts: list[int]) -> dict:
     preds, truth = [], []
     for s in starts:
         esn.reset()
@@ -179,16 +191,17 @@ def reservoirpy_mg(z: np.ndarray, starts: list[int], seed: int, repeats: int) ->
             ahead.append(y)
         preds.append(np.array(ahead)[:, 0])
         truth.append(z[s : s + HORIZON, 0])
-    return _mg_scores(np.array(preds), np.array(truth), z[MG_TRAIN:].var(), build, fit)
+    return _mg_scores(np.array(preds), np.array(truth), z[MG_TRAIN:].var())
 
 
-def reservoirpy_sine(train: tuple, tests: list, seed: int, repeats: int) -> dict:
-    esn, build, fit = timed(
+def reservoirpy_sine(train: tuple, seed: int) -> tuple:
+    return (
         lambda: reservoirpy_built(SINE, seed, True, *train),
-        # reservoirpy teacher-forces the feedback during fit
-        lambda m: m.fit(train[0], train[1], warmup=SINE_WASHOUT),
-        repeats,
+        lambda m: m.fit(train[0], train[1], warmup=SINE_WASHOUT),  # reservoirpy teacher-forces the feedback
     )
+
+
+def reservoirpy_sine_score(esn, tests: list) -> dict:
     outs, targets = [], []
     for u, y in tests:
         esn.reset()
@@ -199,16 +212,14 @@ def reservoirpy_sine(train: tuple, tests: list, seed: int, repeats: int) -> dict
         esn.feedback_buffers = {k: y[SINE_WARM - 1 : SINE_WARM].copy() for k in esn.feedback_buffers}
         outs.append(esn.run(u[SINE_WARM:]))
         targets.append(y[SINE_WARM:])
-    return {"nrmse": nrmse(np.concatenate(outs), np.concatenate(targets)), "build": build, "fit": fit}
+    return {"nrmse": nrmse(np.concatenate(outs), np.concatenate(targets))}
 
 
-def _mg_scores(preds: np.ndarray, truth: np.ndarray, var: float, build: float, fit: float) -> dict:
+def _mg_scores(preds: np.ndarray, truth: np.ndarray, var: float) -> dict:
     """NRMSE at step 84 (Jaeger's measure) and over steps 1-84, normalised by the test series' variance."""
     return {
         "nrmse84": float(np.sqrt(np.mean((preds[:, -1] - truth[:, -1]) ** 2) / var)),
         "nrmse_1_84": float(np.sqrt(np.mean((preds - truth) ** 2) / var)),
-        "build": build,
-        "fit": fit,
     }
 
 
@@ -257,14 +268,25 @@ def main() -> None:
     train, tests = sine_data()
     results: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
-        for name, fn, fn_args in [
-            ("mg rnnlab", rnnlab_mg, (z, starts, seed, args.repeats)),
-            ("mg reservoirpy", reservoirpy_mg, (z, starts, seed, args.repeats)),
-            ("sine rnnlab", rnnlab_sine, (train, tests, seed, 0.0, args.repeats)),
-            ("sine rnnlab noise 1e-4", rnnlab_sine, (train, tests, seed, 1e-4, args.repeats)),
-            ("sine reservoirpy", reservoirpy_sine, (train, tests, seed, args.repeats)),
-        ]:
-            row = fn(*fn_args)
+        mg = race({"rnnlab": rnnlab_mg(z, seed), "reservoirpy": reservoirpy_mg(z, seed)}, args.repeats)
+        sine = race(
+            {
+                "rnnlab": rnnlab_sine(train, seed, 0.0),
+                "rnnlab noise 1e-4": rnnlab_sine(train, seed, 1e-4),
+                "reservoirpy": reservoirpy_sine(train, seed),
+            },
+            args.repeats,
+        )
+        scorers = {
+            "mg rnnlab": lambda m: rnnlab_mg_score(m, z, starts),
+            "mg reservoirpy": lambda m: reservoirpy_mg_score(m, z, starts),
+            "sine rnnlab": lambda m: rnnlab_sine_score(m, tests),
+            "sine rnnlab noise 1e-4": lambda m: rnnlab_sine_score(m, tests),
+            "sine reservoirpy": lambda m: reservoirpy_sine_score(m, tests),
+        }
+        fitted = {f"mg {k}": v for k, v in mg.items()} | {f"sine {k}": v for k, v in sine.items()}
+        for name, (model, build, fit) in fitted.items():
+            row = scorers[name](model) | {"build": build, "fit": fit}
             results.setdefault(name, []).append(row)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
 
@@ -279,6 +301,14 @@ def main() -> None:
             score = f"free-running: {summarise(rows, 'nrmse')}"
             label = f"sine-frequency, {SINE['units']} units"
         print(f"| {label} | {library} | {score} | {summarise(rows, 'build')} | {summarise(rows, 'fit')} |")
+
+    print("\nrnnlab time / reservoirpy time, same seed, same run (median over seeds; per seed):")
+    for task, ours in (("mg", "rnnlab"), ("sine", "rnnlab"), ("sine", "rnnlab noise 1e-4")):
+        for key in ("build", "fit"):
+            pairs = zip(results[f"{task} {ours}"], results[f"{task} reservoirpy"], strict=True)
+            ratios = [a[key] / b[key] for a, b in pairs]
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"  {task} {ours} {key}: {statistics.median(ratios):.2f} ({each})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,23 @@ def test_spectral_radius_is_the_requested_one(radius: float, sparsity: float) ->
         assert zeros == pytest.approx(sparsity, abs=0.05)
 
 
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.98])
+def test_large_reservoirs_get_their_radius_from_arpack_as_exact_as_lapack(sparsity: float) -> None:
+    # 250 units take the ARPACK path; numpy's full eigendecomposition is the independent check.
+    esn = EchoStateNetwork(tiny(hidden_size=250, spectral_radius=1.25, sparsity=sparsity, seed=3))
+    W = esn.reservoirs[0].W.numpy()
+    assert np.abs(np.linalg.eigvals(W)).max() == pytest.approx(1.25, abs=1e-6)
+    g = torch.Generator().manual_seed(int(sparsity * 100))
+    A = torch.randn(200, 200, generator=g, dtype=torch.float64) * (torch.rand(200, 200, generator=g) >= sparsity)
+    assert spectral_radius(A) == pytest.approx(np.abs(np.linalg.eigvals(A.numpy())).max(), rel=1e-9)
+
+
+def test_spectral_radius_of_a_zero_and_a_diagonal_matrix() -> None:
+    assert spectral_radius(torch.zeros(200, 200)) == 0  # the Krylov space collapses at once: LAPACK answers
+    D = torch.diag(torch.linspace(-2, 1, 200, dtype=torch.float64))
+    assert spectral_radius(D) == pytest.approx(2, rel=1e-9)
+
+
 def test_ridge_readout_equals_lstsq_on_the_augmented_design_matrix() -> None:
     g = torch.Generator().manual_seed(0)
     Z = torch.randn(60, 12, generator=g, dtype=torch.float64)
