@@ -13,6 +13,8 @@ from rnnlab.tasks.long_range import (
     binary_addition_batch,
     bits_to_ints,
     copy_batch,
+    hand_built_repeated_ones,
+    repeated_ones_batch,
     reverse_batch,
     train_task,
 )
@@ -28,6 +30,16 @@ def test_binary_addition_matches_python_integers(bits: int) -> None:
     a_int, b_int = bits_to_ints(b.x[:, :bits, 0].long()), bits_to_ints(b.x[:, :bits, 1].long())
     assert bits_to_ints(b.y) == [a + c for a, c in zip(a_int, b_int, strict=True)]
     assert b.x.shape == (50, bits + 1, 2) and (b.x[:, bits] == 0).all() and (b.mask == 1).all()
+
+
+def test_repeated_ones_targets_mark_two_ones_in_a_row_and_the_hand_built_rnn_finds_them() -> None:
+    T = 15
+    b = repeated_ones_batch(40, T, gen())
+    for bits, targets in zip(b.x[..., 0].long().tolist(), b.y.tolist(), strict=True):
+        assert targets == [int(t > 0 and bits[t] == bits[t - 1] == 1) for t in range(T)]
+    assert b.x.shape == (40, T, 1) and (b.mask == 1).all()
+    assert hand_built_repeated_ones(b) == 1.0
+    assert hand_built_repeated_ones(b._replace(y=1 - b.y)) == 0.0
 
 
 def test_adding_target_is_the_sum_of_the_two_marked_values() -> None:

@@ -1,4 +1,5 @@
-"""`rnnlab task binary-addition | adding | copy | reverse`: the long-range tasks, each trained until solved."""
+"""`rnnlab task repeated-ones | binary-addition | adding | copy | reverse`: the lectures' tasks, each trained
+until solved (repeated-ones first shows the hand-built detector, which needs no training)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from rnnlab.cli.tasks import task_app
 from rnnlab.nn.cells import CELL_NAMES
+from rnnlab.reference.examples import repeated_ones_detector
 from rnnlab.tasks.long_range import INITS, OPTIMIZERS, TASKS, train_task
 
 Opt = typer.Option
@@ -26,11 +28,16 @@ def _register(name: str) -> None:
         seed: Annotated[int, Opt()] = 0,
         hidden: Annotated[int, Opt(help="Hidden units H.")] = 64,
         lr: Annotated[float | None, Opt(help="Learning rate (default per optimiser).")] = None,
-        time_limit: Annotated[float | None, Opt(help="Stop after this many seconds.")] = None,
+        time_limit: Annotated[float | None, Opt(help="Stop after this many CPU seconds.")] = None,
     ) -> None:
         def report(step: int, seconds: float, metrics: dict[str, float]) -> None:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             print(f"step {step:5d}  {seconds:6.1f}s  {shown}", flush=True)
+
+        if name == "repeated-ones":
+            bits = [0, 1, 0, 1, 1, 1, 0, 1, 1]
+            print("input       ", " ".join(map(str, bits)))
+            print("hand-built  ", " ".join(map(str, repeated_ones_detector(bits))))
 
         result = train_task(
             name,

@@ -151,19 +151,6 @@ def worked_example_task() -> None:
     print("y_1 =", np.array2string(y1, precision=2))
 
 
-@task_app.command("repeated-ones")
-def repeated_ones_task(seed: Annotated[int, Opt()] = 0) -> None:
-    """Detect two 1s in a row: the hand-built ReLU RNN, then one trained from random weights."""
-    from rnnlab.reference.examples import repeated_ones_detector, train_repeated_ones
-
-    bits = [0, 1, 0, 1, 1, 1, 0, 1, 1]
-    print("input       ", " ".join(map(str, bits)))
-    print("hand-built  ", " ".join(map(str, repeated_ones_detector(bits))))
-    model, accuracy = train_repeated_ones(seed=seed)
-    logits, _, _ = model.forward(np.array([bits]))
-    print("trained     ", " ".join(map(str, logits[0].argmax(-1))), f"(accuracy {accuracy:.1%} on fresh sequences)")
-
-
 @task_app.command("hello")
 def hello_task(seed: Annotated[int, Opt()] = 0) -> None:
     """The [h, e, l, o] char model trained to answer "ello" to "hell"."""
