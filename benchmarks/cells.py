@@ -1,17 +1,21 @@
 """Time per training step (forward + backward) of every cell vs `torch.nn.LSTM`, and achieved GFLOP/s
 against a large float32 matrix product, all measured in the same run.
 
-    python benchmarks/cells.py [--hidden 256 512] [--batch 64] [--seq 128] [--repeats 3]
+    python benchmarks/cells.py [--hidden 256 512] [--batch 64] [--seq 128] [--rounds 3] [--threads 1]
 
-FLOPs are counted from each cell's matrix products (2·m·n·k per product, forward; backward = 2x forward),
-which dominate; element-wise gate arithmetic is not counted, so GFLOP/s is a slight underestimate.
+Every path of every cell is timed once per round, in turn with the nn.LSTM baseline and the matrix
+product, so that load from other processes hits them alike; each figure is the best of its rounds.
+FLOPs are counted from each cell's matrix products (2·m·n·k per product; the input requires a gradient,
+as in every layer above the first, so backward = 2x forward); element-wise gate arithmetic is not
+counted, so GFLOP/s is a slight underestimate.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -19,22 +23,12 @@ from common import write_result
 from rnnlab.nn.cells import CELL_NAMES, make_cell
 from rnnlab.nn.recurrent import Recurrent
 
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Peak-ish float32 throughput of this machine: a large square matrix product."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times) / 1e9
+FUSED = ("rnn-tanh", "rnn-relu", "lstm", "gru")  # cells that `Recurrent` runs as torch.nn.RNN/LSTM/GRU
 
 
 def step_flops(name: str, N: int, T: int, D: int, H: int) -> float:
     """Forward+backward FLOPs of the matrix products of one step over N x T tokens."""
-    gates = {"rnn-tanh": 1, "rnn-relu": 1, "irnn": 1, "lstm": 4, "gru": 3, "gru-cho": 3, "mrnn": 2}
+    gates = {"rnn-tanh": 1, "rnn-relu": 1, "irnn": 1, "lstm": 4, "gru": 3, "gru-cho": 3}
     if name in ("mingru", "minlstm"):  # gates from x only: 2 (mingru) or 3 (minlstm) input products, none on h
         return 3 * 2 * N * T * H * D * (2 if name == "mingru" else 3)
     if name.startswith("mut"):
@@ -43,21 +37,36 @@ def step_flops(name: str, N: int, T: int, D: int, H: int) -> float:
         x_rows, h_rows = 2, 2
     else:
         x_rows = h_rows = gates[name]
-    forward = 2 * N * T * H * (x_rows * D + h_rows * H)
-    return 3 * forward
+    return 3 * 2 * N * T * H * (x_rows * D + h_rows * H)
 
 
-def time_step(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of forward + backward (sum of outputs as the loss) after one warm-up step."""
-    times = []
-    for i in range(repeats + 1):
-        module.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        out, _ = module(x)
-        out.sum().backward()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
+    """(cell, path, module, run) for every cell and each way rnnlab can run it; run(module, x) -> outputs."""
+    torch.manual_seed(0)
+    found = [("lstm", "torch.nn.LSTM (baseline)", torch.nn.LSTM(H, H, batch_first=True), lambda m, x: m(x)[0])]
+    for name in (n for n in CELL_NAMES if n != "ssm"):  # ssm: a block, not a cell; see benchmarks/scan.py
+        for label, peephole in ((name, False), *((("lstm --peephole", True),) if name == "lstm" else ())):
+            if name in FUSED and not peephole:
+                found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))
+            cell = make_cell(name, H, H, peephole=peephole)
+            found.append((label, "parallel scan" if name.startswith("min") else "autograd loop", cell,
+                          lambda m, x: m(x)[0]))  # fmt: skip
+    return found
+
+
+def time_step(module: torch.nn.Module, run: Callable, x: torch.Tensor) -> float:
+    """Seconds of one forward + backward with the sum of the outputs as the loss."""
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    start = time.perf_counter()
+    run(module, x).sum().backward()
+    return time.perf_counter() - start
+
+
+def time_matmul(a: torch.Tensor) -> float:
+    start = time.perf_counter()
+    a @ a
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -65,40 +74,48 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    N, T = args.batch, args.seq
-    peak = matmul_gflops()
-    rows = []
+    torch.set_num_threads(args.threads)
+    N, T, load_before = args.batch, args.seq, os.getloadavg()
+    square, rows, peaks = torch.randn(2048, 2048), [], []
     for H in args.hidden:
         D = H  # input = hidden, as in every layer above the first
-        x = torch.randn(N, T, D)
-        torch.manual_seed(0)
-        base = time_step(torch.nn.LSTM(D, H, batch_first=True), x, args.repeats)
-        base_gflops = step_flops("lstm", N, T, D, H) / base / 1e9
-        rows.append((H, "torch.nn.LSTM (baseline)", base, 1.0, base_gflops, base_gflops / peak))
-        print(f"H={H} nn.LSTM {base * 1e3:.0f} ms")
-        for name in (n for n in CELL_NAMES if n != "ssm"):  # ssm: a block, not a cell; see benchmarks/scan.py
-            fused = Recurrent(name, D, H) if name in ("rnn-tanh", "rnn-relu", "lstm", "gru") else None
-            for label, module in (("fused", fused), ("cell loop", make_cell(name, D, H))):
-                if module is None:
-                    continue
-                seconds = time_step(module, x, args.repeats)
-                gflops = step_flops(name, N, T, D, H) / seconds / 1e9
-                rows.append((H, f"{name} ({label})", seconds, seconds / base, gflops, gflops / peak))
-                print(f"H={H} {name} {label}: {seconds * 1e3:.0f} ms, {seconds / base:.2f}x LSTM")
+        x = torch.randn(N, T, D, requires_grad=True)
+        entries = paths(H)
+        best = [time_step(m, run, x) for _, _, m, run in entries]  # the first call is a warm-up
+        peak = time_matmul(square)
+        for r in range(args.rounds):
+            peak = min(peak, *(time_matmul(square) for _ in range(3)))
+            best = [min(b, time_step(m, run, x)) if r else time_step(m, run, x) for b, (_, _, m, run) in
+                    zip(best, entries, strict=True)]  # fmt: skip
+            print(f"H={H} round {r + 1}: nn.LSTM {best[0] * 1e3:.0f} ms", flush=True)
+        peak_gflops = 2 * 2048**3 / peak / 1e9
+        peaks.append(peak_gflops)
+        for (name, path, _, _), seconds in zip(entries, best, strict=True):
+            gflops = step_flops(name.split()[0], N, T, D, H) / seconds / 1e9
+            rows.append((H, name, path, seconds, seconds / best[0], gflops, gflops / peak_gflops))
+            print(f"H={H} {name} [{path}]: {seconds * 1e3:.0f} ms, {seconds / best[0]:.2f}x nn.LSTM", flush=True)
     table = [
-        "| H | cell (path) | ms / step | time vs nn.LSTM | GFLOP/s | fraction of matmul |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| H | cell | path | ms / step | time vs nn.LSTM | GFLOP/s | fraction of matmul |",
+        "|---:|---|---|---:|---:|---:|---:|",
     ]
-    table += [f"| {H} | {name} | {s * 1e3:.0f} | {r:.2f}x | {g:.1f} | {f:.2f} |" for H, name, s, r, g, f in rows]
+    table += [f"| {H} | {n} | {p} | {s * 1e3:.0f} | {r:.2f}x | {g:.1f} | {f:.2f} |" for H, n, p, s, r, g, f in rows]
+    load_after = os.getloadavg()
     body = (
-        f"Forward + backward of one layer on a batch of N={N} sequences of T={T} steps (D = H), float32, CPU; "
-        f"median of {args.repeats} steps after a warm-up. Large float32 matmul (2048^3) in the same run: "
-        f"**{peak:.1f} GFLOP/s**.\n\n" + "\n".join(table) + "\n\n"
-        "`fused` = PyTorch's fused module (what `rnnlab train` uses for these cells without per-layer extras); "
-        "`cell loop` = rnnlab's own cell: input projection hoisted into one product, only the recurrent product "
-        "and the gates in the Python time loop.\n"
+        f"Forward + backward of one layer on a batch of N={N} sequences of T={T} steps (D = H, the input "
+        f"requires a gradient), float32, CPU, {args.threads} thread(s); best of {args.rounds} interleaved rounds "
+        f"after a warm-up. Large float32 matmul (2048^3) in the same run: "
+        + ", ".join(f"**{p:.1f} GFLOP/s** (H={H} rounds)" for p, H in zip(peaks, args.hidden, strict=True))
+        + f". Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}.\n\n"
+        + "\n".join(table)
+        + "\n\n"
+        "Paths: `fused (torch)` = PyTorch's fused module (what `rnnlab train` uses for these cells without "
+        "per-layer extras); `autograd loop` = rnnlab's cell (`rnnlab.nn.cells`): the input projection for all steps "
+        "in one product, then the step loop under autograd, what `rnnlab train` uses for every other cell and "
+        "whenever a per-layer extra is asked for; "
+        "`parallel scan` = minGRU/minLSTM's log-space scan (`benchmarks/scan.py`).\n"
     )
     print(write_result("cells.md", "Cell benchmark: time per training step vs torch.nn.LSTM", body))
 

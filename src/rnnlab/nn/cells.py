@@ -50,10 +50,11 @@ class Cell(nn.Module):
         """A sequence: x (N, T, D) -> outputs (N, T, H), final state."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
-        xw = self.project(x)  # hoisted out of the time loop
         outputs = []
-        for t in range(x.shape[1]):
-            h, state = self.step(xw[:, t], state)
+        # The projection is hoisted out of the time loop; `unbind` (not xw[:, t]) gives autograd one
+        # gradient to stack, where T slices would each scatter into a zero tensor of xw's full size.
+        for xw_t in self.project(x).unbind(1):
+            h, state = self.step(xw_t, state)
             outputs.append(h)
         return torch.stack(outputs, 1), state
 
