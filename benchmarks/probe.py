@@ -2,6 +2,7 @@
 training text, and record the units best correlated with each per-character feature (Karpathy et al. 2015).
 
     nice -n 10 .venv/bin/python benchmarks/probe.py [--train-time 8m] [--layers 2 --hidden 256] [--chars N] [--retrain]
+    .venv/bin/python benchmarks/probe.py --quality-runs   # probe the 20-minute models of benchmarks/quality.py
 
 Each model trains on its corpus's train file only (the valid file is used for validation scores, never for
 training). Runs go to benchmarks/runs/probe-<corpus>/ (reused unless --retrain), with the HTML report
@@ -32,8 +33,13 @@ SLICE_START = 200_000  # characters into the training text: past any licence hea
 
 def train_model(name: str, train: Path, valid: Path | None, args: argparse.Namespace) -> tuple[Path, str]:
     """The run directory for `name` (trained now unless a finished run is there) and a one-line summary."""
-    out = ROOT / "benchmarks" / "runs" / f"probe-{name}"
-    if args.retrain or not (out / "model.safetensors").is_file():
+    if args.quality_runs:  # the models benchmarks/quality.py trained (20 minutes, the default recipe)
+        out = ROOT / "benchmarks" / "runs" / name
+        if not (out / "model.safetensors").is_file():
+            raise SystemExit(f"no finished run in {out}: run benchmarks/quality.py --corpus {name} first")
+    else:
+        out = ROOT / "benchmarks" / "runs" / f"probe-{name}"
+    if not args.quality_runs and (args.retrain or not (out / "model.safetensors").is_file()):
         if out.exists():
             shutil.rmtree(out)
         rnnlab.train(
@@ -52,7 +58,8 @@ def train_model(name: str, train: Path, valid: Path | None, args: argparse.Names
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     logs = [m for m in metrics if "tokens_per_s" in m]
     vals = [m["val_bpc"] for m in metrics if m.get("val_bpc") is not None]
-    best = f", best validation {min(vals):.3f} bits/char on the valid file" if vals else ""
+    where = "the train file's last 2%" if args.quality_runs else "the valid file"
+    best = f", best validation {min(vals):.3f} bits/char on {where}" if vals else ""
     if not logs:
         return out, f"trained{best}"
     last = logs[-1]
@@ -70,6 +77,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="LSTM layers L.")
     parser.add_argument("--hidden", type=int, default=256, help="Hidden units H per layer.")
     parser.add_argument("--retrain", action="store_true", help="Train again even if a run exists.")
+    parser.add_argument(
+        "--quality-runs", action="store_true", help="Probe benchmarks/runs/<corpus> from quality.py instead."
+    )
     args = parser.parse_args()
     sections = []
     for name, extra in CORPORA.items():

@@ -110,7 +110,9 @@ def train(
     patience: Annotated[int | None, Opt(help="Stop after N evaluations without improvement (0: off).")] = None,
     seed: Annotated[int | None, Opt()] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
-    precision: Annotated[str | None, Opt(help="fp32 | bf16 | fp16 (mixed precision; fp16 scales the loss).")] = None,
+    precision: Annotated[
+        str | None, Opt(help="fp32 | bf16 | fp16 | auto (bf16 where native, else fp32); fp16 scales the loss.")
+    ] = None,
     compile_model: Annotated[
         bool | None, Opt("--compile/--no-compile", help="torch.compile the model (falls back if unavailable).")
     ] = None,

@@ -1,0 +1,100 @@
+"""Every cell at the same budget on Shakespeare: validation bits per character after the same training time,
+at (about) the same parameter count.
+
+    .venv/bin/python benchmarks/cells_quality.py [--time 3m] [--params 400000] [--jobs 2] [--cells lstm gru ...]
+
+Each cell gets a 2-layer model (embedding 64, or = hidden for the MUT cells; N=32, T=64, Adam 3e-3: the
+small preset's schedule, in fp32 so that no cell's arithmetic differs) whose hidden size is chosen so that
+its parameter count is as close as it gets to --params. Runs train on train.txt only, `--jobs` at a time
+with one thread each, and are scored on the whole of valid.txt. Results: results/cells_quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import ROOT, corpus, write_result
+from rnnlab.config import CELLS, ModelConfig, parse_duration
+from rnnlab.models.language_model import RNNLM
+
+VOCAB = 85  # Shakespeare's character vocabulary (the exact size barely moves the parameter count)
+
+
+def embed_size(cell: str, hidden: int) -> int:
+    """64, except for the MUT cells, which add their input un-weighted and so need D = H."""
+    return hidden if cell.startswith("mut") else 64
+
+
+def parameters(cell: str, hidden: int) -> int:
+    config = ModelConfig(vocab_size=VOCAB, cell=cell, layers=2, hidden=hidden, embed=embed_size(cell, hidden))
+    return RNNLM(config).num_parameters()
+
+
+def matched_hidden(cell: str, target: int) -> int:
+    """The hidden size (a multiple of 8) whose model has the parameter count closest to `target`."""
+    sizes = range(16, 641, 8)
+    return min(sizes, key=lambda h: abs(parameters(cell, h) - target))
+
+
+def run_one(cell: str, hidden: int, train: Path, valid: Path, budget: str, out: Path) -> dict:
+    """Train one cell in a subprocess (one thread), then score valid.txt; returns the row's numbers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = ["--preset", "small", "--precision", "fp32", "--cell", cell, "--hidden", str(hidden),
+             "--embed", str(embed_size(cell, hidden)), "--max-time", budget, "--val-fraction", "0.02"]  # fmt: skip
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "rnnlab", "train", str(train), "--out", str(out), *flags],
+                   check=True, env=env, capture_output=True)  # fmt: skip
+    scored = subprocess.run([sys.executable, "-m", "rnnlab", "eval", str(out), str(valid), "--json"],
+                            check=True, env=env, capture_output=True, text=True)  # fmt: skip
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = max((m["step"] for m in metrics if "step" in m), default=0)
+    bpc = json.loads(scored.stdout)["bits_per_char"]
+    print(f"{cell}: hidden {hidden}, {steps} steps, valid {bpc:.3f} bpc ({time.time() - started:.0f}s)", flush=True)
+    return {"cell": cell, "hidden": hidden, "params": parameters(cell, hidden), "steps": steps, "valid_bpc": bpc}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time", default="3m", help="training budget per cell")
+    parser.add_argument("--params", type=int, default=400_000, help="parameter count to match")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS))
+    args = parser.parse_args()
+    train, valid = corpus("shakespeare", "train"), corpus("shakespeare", "valid")
+    if train is None or valid is None:
+        print("skipped: ../shared/data/shakespeare not found")
+        return
+    parse_duration(args.time)  # a bad budget fails here, not in every subprocess
+    runs = ROOT / "benchmarks" / "runs" / "cells-quality"
+    runs.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run_one, cell, matched_hidden(cell, args.params), train, valid, args.time, runs / cell)
+            for cell in args.cells
+        ]
+        rows = [f.result() for f in futures]
+    table = ["| cell | hidden | parameters | steps | valid bpc |", "|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r["valid_bpc"]):
+        table.append(f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | {r['valid_bpc']:.3f} |")
+    body = (
+        "Each cell: 2 layers, embedding 64 (MUT cells: = hidden, which they need), hidden size matched to "
+        f"{args.params:,} parameters, trained for {args.time} on Shakespeare train.txt "
+        "(`--preset small --precision fp32`: N=32, T=64, Adam 3e-3, cosine "
+        f"over the time budget), {args.jobs} runs at a time with one thread each on this machine (load average "
+        f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end); scored by `rnnlab eval` on all of "
+        "valid.txt (static, no --dynamic or --mix). Equal time rewards fast cells: the steps column shows how many "
+        "updates each managed.\n\n" + "\n".join(table) + "\n"
+    )
+    print(write_result("cells_quality.md", "Every cell at the same budget on Shakespeare", body))
+
+
+if __name__ == "__main__":
+    main()
