@@ -81,6 +81,11 @@ def main() -> None:
             for cell in args.cells
         ]
         rows = [f.result() for f in futures]
+    store = ROOT / "benchmarks" / "results" / "cells_quality.json"  # rows of earlier runs (other --cells) stay
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    kept.update({r["cell"]: {**r, "budget": args.time, "date": time.strftime("%Y-%m-%d")} for r in rows})
+    store.write_text(json.dumps(kept, indent=2) + "\n")
+    rows = list(kept.values())
     table = ["| cell | hidden | parameters | steps | valid bpc |", "|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["valid_bpc"]):
         table.append(f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | {r['valid_bpc']:.3f} |")
@@ -91,7 +96,8 @@ def main() -> None:
         f"over the time budget), {args.jobs} runs at a time with one thread each on this machine (load average "
         f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end); scored by `rnnlab eval` on all of "
         "valid.txt (static, no --dynamic or --mix). Equal time rewards fast cells: the steps column shows how many "
-        "updates each managed.\n\n" + "\n".join(table) + "\n"
+        "updates each managed. Rows are kept in results/cells_quality.json: rerunning some cells (`--cells`) "
+        "replaces their rows only.\n\n" + "\n".join(table) + "\n"
     )
     print(write_result("cells_quality.md", "Every cell at the same budget on Shakespeare", body))
 

@@ -36,10 +36,11 @@ def corpus(name: str, split: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def write_result(filename: str, title: str, body: str) -> Path:
-    """Write benchmarks/results/<filename> with the command that produced it and the machine."""
+def write_result(filename: str, title: str, body: str, command: str | None = None) -> Path:
+    """Write benchmarks/results/<filename> with the command that produced it (this process's, unless a page
+    collected from several runs names its own) and the machine."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = " ".join([Path(sys.executable).name, *[str(a) for a in sys.argv]])
+    command = command or " ".join([Path(sys.executable).name, *[str(a) for a in sys.argv]])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     text = (
         f"# {title}\n\n"

@@ -100,7 +100,7 @@ def main() -> None:
             raise SystemExit(f"no {args.corpus} result in {store} to add baselines to")
         results[args.corpus]["baselines_bpc"] = baselines(train, valid)
         store.write_text(json.dumps(results, indent=2) + "\n")
-        print(write_result("quality.md", TITLE, report(results)))
+        print(write_result("quality.md", TITLE, report(results), _commands(results)))
         return
     out = args.out or Path(__file__).parent / "runs" / args.corpus
     if out.exists():
@@ -147,10 +147,15 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     results[args.corpus] = result
     store.write_text(json.dumps(results, indent=2) + "\n")
-    print(write_result("quality.md", TITLE, report(results)))
+    print(write_result("quality.md", TITLE, report(results), _commands(results)))
 
 
 TITLE = "Model quality under a 20-minute CPU budget"
+
+
+def _commands(results: dict[str, dict]) -> str:
+    """The page's command line: the run of each corpus it shows (one invocation writes one corpus)."""
+    return "` and `".join(r["command"] for r in results.values() if r.get("command"))
 
 
 def report(results: dict[str, dict]) -> str:

@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -25,15 +26,18 @@ from rnnlab.nn.scan import linear_scan, scan
 CELLS = ("mingru", "minlstm", "ssm")
 
 
-def seconds(fn, repeats: int) -> float:
-    """Median seconds of fn() after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best seconds of each fn() over `repeats` rounds that call every fn in turn (after one warm-up call
+    each), so that a change in machine load hits all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def train_step(module: torch.nn.Module, x: torch.Tensor):
@@ -47,6 +51,17 @@ def train_step(module: torch.nn.Module, x: torch.Tensor):
     return run
 
 
+class Projection(torch.nn.Module):
+    """minGRU's input projection W x (D -> 2H) and nothing else: its speed if the scan cost nothing."""
+
+    def __init__(self, D: int, out: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(D, out)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.linear(x), None
+
+
 def throughput(args: argparse.Namespace) -> str:
     H, N = args.hidden, args.batch
     rows = []
@@ -56,10 +71,11 @@ def throughput(args: argparse.Namespace) -> str:
         modules = {"torch.nn.GRU": torch.nn.GRU(H, H, batch_first=True)}
         modules["torch.nn.LSTM"] = torch.nn.LSTM(H, H, batch_first=True)
         modules.update({name: make_cell(name, H, H) for name in CELLS if name != "ssm" or args.ssm_max_seq >= T})
-        rates = {}
-        for name, module in modules.items():
-            rates[name] = N * T / seconds(train_step(module, x), args.repeats)
-            print(f"T={T} {name}: {rates[name]:,.0f} tokens/s", flush=True)
+        modules["mingru's projection alone (bound)"] = Projection(H, 2 * H)
+        times = interleaved({name: train_step(module, x) for name, module in modules.items()}, args.repeats)
+        rates = {name: N * T / t for name, t in times.items()}
+        for name, rate in rates.items():
+            print(f"T={T} {name}: {rate:,.0f} tokens/s", flush=True)
         gru = rates["torch.nn.GRU"]
         rows += [f"| {T} | {name} | {rate:,.0f} | {rate / gru:.2f}x |" for name, rate in rates.items()]
     table = ["| T | layer | tokens/s (fwd + bwd) | vs nn.GRU |", "|---:|---|---:|---:|", *rows]
@@ -80,14 +96,19 @@ def kernels(args: argparse.Namespace) -> str:
             out.append(h)
         return torch.stack(out, 1)
 
+    def torch_kernel() -> torch.Tensor:  # the same scan with PyTorch's logcumsumexp (rnnlab before 2026-12-03)
+        a_star = torch.cumsum(a.log(), 1)
+        return torch.exp(a_star + torch.logcumsumexp(b.log() - a_star, 1))
+
     ways = {
-        "Heinsen log-space `scan` (minGRU, minLSTM)": lambda: scan(a.log(), b.log()),
+        "Heinsen log-space `scan` (minGRU, minLSTM), blocked `logcumsumexp`": lambda: scan(a.log(), b.log()),
+        "the same with `torch.logcumsumexp`": torch_kernel,
         "`linear_scan` (ssm)": lambda: linear_scan(a, b),
         "Python loop over t": loop,
     }
+    times = interleaved({name: lambda fn=fn: fn().sum().backward() for name, fn in ways.items()}, args.repeats)
     rows = []
-    for name, fn in ways.items():
-        s = seconds(lambda fn=fn: fn().sum().backward(), args.repeats)
+    for name, s in times.items():
         rows.append(f"| {name} | {s * 1e3:.0f} |")
         print(f"kernel {name}: {s * 1e3:.0f} ms", flush=True)
     return "\n".join(["| h_t = a_t h_{t-1} + b_t | ms (fwd + bwd) |", "|---|---:|", *rows])
@@ -127,10 +148,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--prefix", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--tokens", type=int, default=100, help="tokens generated per sampling measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     body = (
         f"One layer, D = H = {args.hidden}, batch N = {args.batch}, float32, CPU, "
-        f"median of {args.repeats} after a warm-up; nn.GRU/LSTM are PyTorch's fused modules (oneDNN). "
+        f"best of {args.repeats} interleaved rounds after a warm-up, torch threads "
+        f"{torch.get_num_threads()}; nn.GRU/LSTM are PyTorch's fused modules (oneDNN). "
         f"ssm: expand 2 (E = {2 * args.hidden}), 16 states, conv 4; only for T <= {args.ssm_max_seq} "
         "(it materialises h of N·T·E·16 floats).\n\n"
         "## Training throughput\n\n" + throughput(args) + "\n\n"

@@ -74,8 +74,9 @@ def numpy_step(name: str, p: dict[str, np.ndarray], x: np.ndarray, h: np.ndarray
     if name == "mrnn":
         F_ = p["weight_fh"].shape[0]
         W_fx, W_hx = p["weight_ih"][:F_], p["weight_ih"][F_:]
-        f = (x @ W_fx.T) * (h @ p["weight_fh"].T)
-        return np.tanh(f @ p["weight_hf"].T + x @ W_hx.T + p["bias"]), None
+        b_f, b = p["bias_ih"][:F_], p["bias_ih"][F_:]
+        f = (x @ W_fx.T + b_f) * (h @ p["weight_fh"].T)
+        return np.tanh(f @ p["weight_hf"].T + x @ W_hx.T + b), None
     raise AssertionError(name)
 
 

@@ -241,12 +241,16 @@ class MUTCell(Cell):
 
 class MRNNCell(Cell):
     """Multiplicative RNN (Sutskever, Martens & Hinton 2011) with factored 3-way weights: the input
-    chooses the hidden-to-hidden matrix W_hh(x) = W_hf diag(W_fx x) W_fh.
+    chooses the hidden-to-hidden matrix W_hh(x) = W_hf diag(W_fx x + b_f) W_fh.
 
-        f_t = (W_fx x_t) ⊙ (W_fh h_{t-1})        h_t = tanh(W_hf f_t + W_hx x_t + b)
+        f_t = (W_fx x_t + b_f) ⊙ (W_fh h_{t-1})        h_t = tanh(W_hf f_t + W_hx x_t + b)
 
-    `weight_ih` stacks [W_fx; W_hx] so both input terms come from one hoisted product; `bias` is b;
-    `weight_fh` (F, H) and `weight_hf` (H, F) are the recurrent factors.
+    The paper's inputs are one-hot, so W_fx x picks one gain vector per character; with dense embeddings
+    the factor bias b_f (initialised to 1) keeps the gains near 1 at the start, so the cell begins as an
+    ordinary RNN with W_hh = W_hf W_fh, whatever the embedding's scale (without it the gains start as
+    random sums of embedding entries and training crawls). `weight_ih` and `bias_ih` stack [W_fx; W_hx]
+    and [b_f; b], so both input terms come from one hoisted product; `weight_fh` (F, H) and `weight_hf`
+    (H, F) are the recurrent factors.
     """
 
     def __init__(self, input_size: int, hidden_size: int, factors: int = 0) -> None:
@@ -254,17 +258,16 @@ class MRNNCell(Cell):
         self.hidden_size, self.factors = hidden_size, factors or hidden_size
         Fn, H, D = self.factors, hidden_size, input_size
         self.weight_ih = nn.Parameter(torch.empty(Fn + H, D))
-        self.bias = nn.Parameter(torch.empty(H))
+        self.bias_ih = nn.Parameter(torch.empty(Fn + H))
         self.weight_fh = nn.Parameter(torch.empty(Fn, H))
         self.weight_hf = nn.Parameter(torch.empty(H, Fn))
         self._uniform_init()
         with torch.no_grad():
-            nn.init.normal_(self.weight_ih[:Fn], mean=1.0, std=0.1)  # factors start near "use W_hh as is"
+            self.bias_ih[:Fn] += 1.0  # factor gains start near 1: "use W_hf W_fh as is"
 
     def project(self, x: Tensor) -> Tensor:
-        """[W_fx x, W_hx x + b]: the input's factor gains and its direct contribution."""
-        xw = F.linear(x, self.weight_ih)
-        return torch.cat([xw[..., : self.factors], xw[..., self.factors :] + self.bias], -1)
+        """[W_fx x + b_f, W_hx x + b]: the input's factor gains and its direct contribution."""
+        return F.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         fx, hx = xw[:, : self.factors], xw[:, self.factors :]

@@ -35,10 +35,86 @@ def scan(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Tensor:
     logarithm so that it may be zero or negative (a learned or carried state). Returns h (N, T, ...).
     """
     a_star = torch.cumsum(log_a, 1)  # a*_t = Σ_{s≤t} log a_s
-    h = torch.exp(a_star + torch.logcumsumexp(log_b - a_star, 1))  # Σ_{s≤t} exp(a*_t − a*_s) b_s
+    h = torch.exp(a_star + logcumsumexp(log_b - a_star))  # Σ_{s≤t} exp(a*_t − a*_s) b_s
     if h0 is not None:
         h = h + torch.exp(a_star) * h0.unsqueeze(1)  # + (Π_{s≤t} a_s) h_0
     return h
+
+
+def logcumsumexp(x: Tensor) -> Tensor:
+    """log Σ_{s≤t} exp(x_s) along dim 1, as `torch.logcumsumexp(x, 1)` but several times faster on CPU,
+    where PyTorch's kernel and especially its backward cost tens of ns per element.
+
+    A blocked scan: the T steps are cut into K chunks of C ≈ √T; each chunk's running logaddexp is taken
+    for all chunks at once (C vectorised steps), then the chunk totals are carried across chunks (K steps).
+    Every operation is a logaddexp of two finite numbers, so it is as stable as the sequential form.
+    The backward pass is analytic (see `_LogCumSumExp.backward`).
+    """
+    return _LogCumSumExp.apply(x)
+
+
+def _chunks(x: Tensor, C: int, K: int) -> Tensor:
+    """(N, T, ...) → (N, K, C, ...), zero-padded at the end (later positions never affect earlier ones)."""
+    pad = K * C - x.shape[1]
+    if pad:
+        x = F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad))
+    return x.unflatten(1, (K, C))
+
+
+def _chunk_size(T: int) -> tuple[int, int]:
+    C = math.ceil(math.sqrt(T))
+    return C, math.ceil(T / C)
+
+
+class _LogCumSumExp(torch.autograd.Function):
+    """y = logcumsumexp(x) along dim 1 with a blocked forward and an analytic, blocked backward.
+
+    Backward: ∂L/∂x_s = Σ_{t≥s} g_t exp(x_s − y_t) = exp(x_s − y_s) Q_s with Q_s = Σ_{t≥s} g_t exp(y_s − y_t),
+    i.e. the reverse recurrence Q_s = g_s + exp(y_s − y_{s+1}) Q_{s+1}. Every factor is ≤ 1 (y only grows), so
+    it is stable for any g of either sign. The backward is made of differentiable operations (HF's
+    curvature products differentiate it again) and of vmappable ones (HF's per-example gradients).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        T = x.shape[1]
+        C, K = _chunk_size(T)
+        xc = _chunks(x, C, K)
+        running = [xc[:, :, 0]]  # within every chunk at once
+        for c in range(1, C):
+            running.append(torch.logaddexp(running[-1], xc[:, :, c]))
+        carried = [running[-1][:, 0]]  # then the chunk totals, across chunks
+        for k in range(1, K - 1):
+            carried.append(torch.logaddexp(carried[-1], running[-1][:, k]))
+        local = torch.stack(running, 2)
+        if K > 1:
+            later = torch.logaddexp(torch.stack(carried, 1).unsqueeze(2), local[:, 1:])
+            local = torch.cat([local[:, :1], later], 1)
+        return local.flatten(1, 2)[:, :T]
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0], output)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, g: Tensor) -> Tensor:
+        x, y = ctx.saved_tensors
+        T = x.shape[1]
+        C, K = _chunk_size(T)
+        gc = _chunks(g, C, K)
+        dc = _chunks(torch.exp(y[:, :-1] - y[:, 1:]), C, K)  # d_s = exp(y_s − y_{s+1}); d_{T−1} = 0 (padding)
+        local, reach = [gc[:, :, C - 1]], [dc[:, :, C - 1]]  # Q within the chunk, and Q's weight on the next chunk
+        for c in range(C - 2, -1, -1):
+            local.append(gc[:, :, c] + dc[:, :, c] * local[-1])
+            reach.append(dc[:, :, c] * reach[-1])
+        starts = [torch.zeros_like(local[-1][:, 0])]  # Q at the first position of chunk k + 1, from the end
+        for k in range(K - 1, 0, -1):
+            starts.append(local[-1][:, k] + reach[-1][:, k] * starts[-1])
+        next_start = torch.stack(starts[::-1], 1).unsqueeze(2)
+        Q = torch.stack(local[::-1], 2) + torch.stack(reach[::-1], 2) * next_start
+        return torch.exp(x - y) * Q.flatten(1, 2)[:, :T]
 
 
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
