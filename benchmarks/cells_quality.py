@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,8 +50,11 @@ def run_one(cell: str, hidden: int, train: Path, valid: Path, budget: str, out: 
     flags = ["--preset", "small", "--precision", "fp32", "--cell", cell, "--hidden", str(hidden),
              "--embed", str(embed_size(cell, hidden)), "--max-time", budget, "--val-fraction", "0.02"]  # fmt: skip
     started = time.time()
-    subprocess.run([sys.executable, "-m", "rnnlab", "train", str(train), "--out", str(out), *flags],
-                   check=True, env=env, capture_output=True)  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (train refuses an existing run directory)
+    trained = subprocess.run([sys.executable, "-m", "rnnlab", "train", str(train), "--out", str(out), *flags],
+                             env=env, capture_output=True, text=True)  # fmt: skip
+    if trained.returncode:
+        raise SystemExit(f"{cell}: rnnlab train failed: {trained.stderr.strip()[-500:]}")
     scored = subprocess.run([sys.executable, "-m", "rnnlab", "eval", str(out), str(valid), "--json"],
                             check=True, env=env, capture_output=True, text=True)  # fmt: skip
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -74,32 +78,43 @@ def main() -> None:
     parse_duration(args.time)  # a bad budget fails here, not in every subprocess
     runs = ROOT / "benchmarks" / "runs" / "cells-quality"
     runs.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()[0]
+    load = os.getloadavg()[0]
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [
             pool.submit(run_one, cell, matched_hidden(cell, args.params), train, valid, args.time, runs / cell)
             for cell in args.cells
         ]
         rows = [f.result() for f in futures]
-    store = ROOT / "benchmarks" / "results" / "cells_quality.json"  # rows of earlier runs (other --cells) stay
-    kept = json.loads(store.read_text()) if store.exists() else {}
-    kept.update({r["cell"]: {**r, "budget": args.time, "date": time.strftime("%Y-%m-%d")} for r in rows})
-    store.write_text(json.dumps(kept, indent=2) + "\n")
-    rows = list(kept.values())
-    table = ["| cell | hidden | parameters | steps | valid bpc |", "|---|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: r["valid_bpc"]):
-        table.append(f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | {r['valid_bpc']:.3f} |")
-    body = (
+    run = {"budget": args.time, "jobs": args.jobs, "load": f"{load:.2f}-{os.getloadavg()[0]:.2f}"}
+    kept = json.loads(STORE.read_text()) if STORE.exists() else {}  # rows of earlier runs (other --cells) stay
+    kept.update({r["cell"]: {**r, **run, "date": time.strftime("%Y-%m-%d")} for r in rows})
+    STORE.write_text(json.dumps(kept, indent=2) + "\n")
+    print(write_result("cells_quality.md", "Every cell at the same budget on Shakespeare", report(kept, args.params)))
+
+
+STORE = ROOT / "benchmarks" / "results" / "cells_quality.json"
+
+
+def report(kept: dict[str, dict], params: int) -> str:
+    """The page: how the cells were trained, then one row per cell, best first."""
+    table = [
+        "| cell | hidden | parameters | steps | valid bpc | budget | runs at once | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(kept.values(), key=lambda r: r["valid_bpc"]):
+        table.append(
+            f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | {r['valid_bpc']:.3f} | "
+            f"{r['budget']} | {r['jobs']} | {r['load']} |"
+        )
+    return (
         "Each cell: 2 layers, embedding 64 (MUT cells: = hidden, which they need), hidden size matched to "
-        f"{args.params:,} parameters, trained for {args.time} on Shakespeare train.txt "
-        "(`--preset small --precision fp32`: N=32, T=64, Adam 3e-3, cosine "
-        f"over the time budget), {args.jobs} runs at a time with one thread each on this machine (load average "
-        f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end); scored by `rnnlab eval` on all of "
-        "valid.txt (static, no --dynamic or --mix). Equal time rewards fast cells: the steps column shows how many "
-        "updates each managed. Rows are kept in results/cells_quality.json: rerunning some cells (`--cells`) "
-        "replaces their rows only.\n\n" + "\n".join(table) + "\n"
+        f"{params:,} parameters, trained for the budget on Shakespeare train.txt "
+        "(`--preset small --precision fp32`: N=32, T=64, Adam 3e-3, cosine over the time budget), one thread "
+        "per run on this machine, several runs at once where the table says so; scored by `rnnlab eval` on all "
+        "of valid.txt (static, no --dynamic or --mix). Equal time rewards fast cells: the steps column shows "
+        "how many updates each managed. Rows are kept in results/cells_quality.json: rerunning some cells "
+        "(`--cells`) replaces their rows only.\n\n" + "\n".join(table) + "\n"
     )
-    print(write_result("cells_quality.md", "Every cell at the same budget on Shakespeare", body))
 
 
 if __name__ == "__main__":
