@@ -25,6 +25,7 @@ from common import ROOT, corpus, write_result
 from rnnlab.config import CELLS, ModelConfig, parse_duration
 from rnnlab.models.language_model import RNNLM
 
+STORE = ROOT / "benchmarks" / "results" / "cells_quality.json"  # every cell's latest row
 VOCAB = 85  # Shakespeare's character vocabulary (the exact size barely moves the parameter count)
 
 
@@ -34,6 +35,7 @@ def embed_size(cell: str, hidden: int) -> int:
 
 
 def parameters(cell: str, hidden: int) -> int:
+    """Parameters of the 2-layer model of `cell` with `hidden` units."""
     config = ModelConfig(vocab_size=VOCAB, cell=cell, layers=2, hidden=hidden, embed=embed_size(cell, hidden))
     return RNNLM(config).num_parameters()
 
@@ -44,22 +46,26 @@ def matched_hidden(cell: str, target: int) -> int:
     return min(sizes, key=lambda h: abs(parameters(cell, h) - target))
 
 
+def _rnnlab(cell: str, *args: str) -> str:
+    """Run `rnnlab ARGS` single-threaded; its stdout, or the benchmark stops with rnnlab's error."""
+    done = subprocess.run([sys.executable, "-m", "rnnlab", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"{cell}: rnnlab {args[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
 def run_one(cell: str, hidden: int, train: Path, valid: Path, budget: str, out: Path) -> dict:
     """Train one cell in a subprocess (one thread), then score valid.txt; returns the row's numbers."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = ["--preset", "small", "--precision", "fp32", "--cell", cell, "--hidden", str(hidden),
              "--embed", str(embed_size(cell, hidden)), "--max-time", budget, "--val-fraction", "0.02"]  # fmt: skip
     started = time.time()
     shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (train refuses an existing run directory)
-    trained = subprocess.run([sys.executable, "-m", "rnnlab", "train", str(train), "--out", str(out), *flags],
-                             env=env, capture_output=True, text=True)  # fmt: skip
-    if trained.returncode:
-        raise SystemExit(f"{cell}: rnnlab train failed: {trained.stderr.strip()[-500:]}")
-    scored = subprocess.run([sys.executable, "-m", "rnnlab", "eval", str(out), str(valid), "--json"],
-                            check=True, env=env, capture_output=True, text=True)  # fmt: skip
+    _rnnlab(cell, "train", str(train), "--out", str(out), *flags)
+    scored = _rnnlab(cell, "eval", str(out), str(valid), "--json")
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = max((m["step"] for m in metrics if "step" in m), default=0)
-    bpc = json.loads(scored.stdout)["bits_per_char"]
+    bpc = json.loads(scored)["bits_per_char"]
     print(f"{cell}: hidden {hidden}, {steps} steps, valid {bpc:.3f} bpc ({time.time() - started:.0f}s)", flush=True)
     return {"cell": cell, "hidden": hidden, "params": parameters(cell, hidden), "steps": steps, "valid_bpc": bpc}
 
@@ -90,9 +96,6 @@ def main() -> None:
     kept.update({r["cell"]: {**r, **run, "date": time.strftime("%Y-%m-%d")} for r in rows})
     STORE.write_text(json.dumps(kept, indent=2) + "\n")
     print(write_result("cells_quality.md", "Every cell at the same budget on Shakespeare", report(kept, args.params)))
-
-
-STORE = ROOT / "benchmarks" / "results" / "cells_quality.json"
 
 
 def report(kept: dict[str, dict], params: int) -> str:

@@ -33,15 +33,13 @@ SLICE_START = 200_000  # characters into the training text: past any licence hea
 
 def train_model(name: str, train: Path, valid: Path | None, args: argparse.Namespace) -> tuple[Path, str]:
     """The run directory for `name` (trained now unless a finished run is there) and a one-line summary."""
-    if args.quality_runs:  # the models benchmarks/quality.py trained (20 minutes, the default recipe)
-        out = ROOT / "benchmarks" / "runs" / name
-        if not (out / "model.safetensors").is_file():
-            raise SystemExit(f"no finished run in {out}: run benchmarks/quality.py --corpus {name} first")
-    else:
-        out = ROOT / "benchmarks" / "runs" / f"probe-{name}"
-    if not args.quality_runs and (args.retrain or not (out / "model.safetensors").is_file()):
-        if out.exists():
-            shutil.rmtree(out)
+    # --quality-runs: the models benchmarks/quality.py trained (20 minutes, the default recipe)
+    out = ROOT / "benchmarks" / "runs" / (name if args.quality_runs else f"probe-{name}")
+    finished = (out / "model.safetensors").is_file()
+    if args.quality_runs and not finished:
+        raise SystemExit(f"no finished run in {out}: run benchmarks/quality.py --corpus {name} first")
+    if not args.quality_runs and (args.retrain or not finished):
+        shutil.rmtree(out, ignore_errors=True)
         rnnlab.train(
             [str(train)],
             out=out,
