@@ -5,7 +5,7 @@
 3. Sampling: ms per generated token after a prefix of 100 and of 10,000 tokens (state carried, one token
    per call, as `LanguageModel.stream` does): flat in the prefix length means O(1) state.
 
-    python benchmarks/scan.py [--hidden 256] [--batch 16] [--seq 128 512 2048] [--ssm-max-seq 512]
+    python benchmarks/scan.py [--hidden 256] [--batch 16] [--seq 128 512 2048] [--ssm-max-seq 512] [--threads 1]
 """
 
 from __future__ import annotations
