@@ -4,6 +4,9 @@ The input u_t is a random piecewise-constant value in [0, 1], held for a random 
 frequency ω_t = ω_min + u_t (ω_max − ω_min) of the target y_t = sin(φ_t), φ_t = φ_{t−1} + ω_t. The network
 needs to oscillate by itself, so its output is fed back (W_fb y_{t−1}); training teacher-forces the true
 y_{t−1} there, with a little state noise so that the learned oscillator is stable when it runs on its own.
+A weak feedback (W_fb entries ±0.1) and a slow leak (0.3) keep the free-running oscillator from drifting:
+over 10 reservoir seeds, scored on sequences drawn apart from the task's test data, the free-running NRMSE
+median fell from 0.235 (feedback ±1, leak 0.5, noise 1e-4) to 0.057.
 
 Test: fresh frequency sequences the network has never seen. After a short teacher-forced warm-up the network
 runs freely on its own outputs and the free-running NRMSE is reported.
@@ -52,10 +55,10 @@ def default_config(hidden_size: int = 300, seed: int = 0) -> ESNConfig:
         spectral_radius=0.8,
         input_scaling=1.0,
         bias_scaling=1.0,
-        leak_rate=0.5,
+        leak_rate=0.3,
         feedback=True,
-        feedback_scaling=1.0,
-        noise=1e-4,
+        feedback_scaling=0.1,
+        noise=1e-5,
         ridge=1e-6,
         washout=100,
         seed=seed,
