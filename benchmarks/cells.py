@@ -3,8 +3,9 @@ against a large float32 matrix product, all measured in the same run.
 
     python benchmarks/cells.py [--hidden 256 512] [--batch 64] [--seq 128] [--rounds 3] [--threads 1]
 
-Every path of every cell is timed once per round, in turn with the nn.LSTM baseline and the matrix
-product, so that load from other processes hits them alike; each figure is the best of its rounds.
+Every path of every cell is timed once per round, each right after an nn.LSTM run, so that load from other
+processes hits the pair alike: the ratio is the median over rounds of those paired ratios (best-of-rounds
+times alone moved ratios by ±15% between runs on a shared machine); ms / step is the best round.
 FLOPs are counted from each cell's matrix products (2·m·n·k per product; the input requires a gradient,
 as in every layer above the first, so backward = 2x forward); element-wise gate arithmetic is not
 counted, so GFLOP/s is a slight underestimate.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -84,29 +86,43 @@ def main() -> None:
         D = H  # input = hidden, as in every layer above the first
         x = torch.randn(N, T, D, requires_grad=True)
         entries = paths(H)
-        best = [time_step(m, run, x) for _, _, m, run in entries]  # the first call is a warm-up
+        for _, _, m, run in entries:  # warm-up
+            time_step(m, run, x)
+        _, _, lstm, lstm_run = entries[0]
         peak = time_matmul(square)
+        times: list[list[float]] = [[] for _ in entries]
+        ratios: list[list[float]] = [[1.0]] + [[] for _ in entries[1:]]  # the baseline's own ratio is 1
         for r in range(args.rounds):
             peak = min(peak, *(time_matmul(square) for _ in range(3)))
-            best = [min(b, time_step(m, run, x)) if r else time_step(m, run, x) for b, (_, _, m, run) in
-                    zip(best, entries, strict=True)]  # fmt: skip
-            print(f"H={H} round {r + 1}: nn.LSTM {best[0] * 1e3:.0f} ms", flush=True)
+            for i, (_, _, m, run) in enumerate(entries):
+                # each path is timed right after its own nn.LSTM run: the ratio of the pair sees one load
+                baseline = time_step(lstm, lstm_run, x)
+                times[0].append(baseline)
+                if i:
+                    times[i].append(time_step(m, run, x))
+                    ratios[i].append(times[i][-1] / baseline)
+            print(f"H={H} round {r + 1}: nn.LSTM {min(times[0]) * 1e3:.0f} ms", flush=True)
         peak_gflops = 2 * 2048**3 / peak / 1e9
         peaks.append(peak_gflops)
-        for (name, path, _, _), seconds in zip(entries, best, strict=True):
+        for (name, path, _, _), spent, paired in zip(entries, times, ratios, strict=True):
+            seconds, ratio = min(spent), statistics.median(paired)
+            spread = f"{min(paired):.2f}–{max(paired):.2f}" if len(paired) > 1 else "-"
             gflops = step_flops(name.split()[0], N, T, D, H) / seconds / 1e9
-            rows.append((H, name, path, seconds, seconds / best[0], gflops, gflops / peak_gflops))
-            print(f"H={H} {name} [{path}]: {seconds * 1e3:.0f} ms, {seconds / best[0]:.2f}x nn.LSTM", flush=True)
+            rows.append((H, name, path, seconds, ratio, spread, gflops, gflops / peak_gflops))
+            print(f"H={H} {name} [{path}]: {seconds * 1e3:.0f} ms, {ratio:.2f}x nn.LSTM ({spread})", flush=True)
     table = [
-        "| H | cell | path | ms / step | time vs nn.LSTM | GFLOP/s | fraction of matmul |",
-        "|---:|---|---|---:|---:|---:|---:|",
+        "| H | cell | path | ms / step | time vs nn.LSTM | range over rounds | GFLOP/s | fraction of matmul |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
-    table += [f"| {H} | {n} | {p} | {s * 1e3:.0f} | {r:.2f}x | {g:.1f} | {f:.2f} |" for H, n, p, s, r, g, f in rows]
+    table += [
+        f"| {H} | {n} | {p} | {s * 1e3:.0f} | {r:.2f}x | {sp} | {g:.1f} | {f:.2f} |" for H, n, p, s, r, sp, g, f in rows
+    ]
     load_after = os.getloadavg()
     body = (
         f"Forward + backward of one layer on a batch of N={N} sequences of T={T} steps (D = H, the input "
-        f"requires a gradient), float32, CPU, {args.threads} thread(s); best of {args.rounds} interleaved rounds "
-        f"after a warm-up. Large float32 matmul (2048^3) in the same run: "
+        f"requires a gradient), float32, CPU, {args.threads} thread(s); {args.rounds} rounds after a warm-up; "
+        "ms / step is the best round; time vs nn.LSTM is the median over rounds of the path's time over the nn.LSTM "
+        "run just before it (a pair sees the same load). Large float32 matmul (2048^3) in the same run: "
         + ", ".join(f"**{p:.1f} GFLOP/s** (H={H} rounds)" for p, H in zip(peaks, args.hidden, strict=True))
         + f". Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}.\n\n"
         + "\n".join(table)

@@ -14,6 +14,7 @@ Parameter names and gate order follow `torch.nn.RNN/LSTM/GRU` where the equation
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -36,6 +37,14 @@ class Cell(nn.Module):
         """One time step from the projected input xw (N, G·H): returns (h_t, new state)."""
         raise NotImplementedError
 
+    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
+        """The function `forward` calls at each time step: `step`, unless the cell slices its weights.
+
+        A slice of a parameter taken inside the time loop costs, in backward, one gradient of the parameter's
+        full size per step (zeros around the slice, then added up); sliced once per sequence, it costs one.
+        """
+        return self.step
+
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         """Zeros: h_0 (and c_0) of shape (N, H)."""
         return torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
@@ -50,11 +59,11 @@ class Cell(nn.Module):
         """A sequence: x (N, T, D) -> outputs (N, T, H), final state."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
-        outputs = []
+        outputs, step = [], self.stepper()
         # The projection is hoisted out of the time loop; `unbind` (not xw[:, t]) gives autograd one
         # gradient to stack, where T slices would each scatter into a zero tensor of xw's full size.
         for xw_t in self.project(x).unbind(1):
-            h, state = self.step(xw_t, state)
+            h, state = step(xw_t, state)
             outputs.append(h)
         return torch.stack(outputs, 1), state
 
@@ -168,12 +177,25 @@ class GRUChoCell(Cell):
         super().__init__()
         _gate_params(self, input_size, hidden_size, 3, 3)
 
-    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+    def _recurrent_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(U_rz, b_hrz) for the gates, then (U_n, b_hn) for the candidate."""
         H = self.hidden_size
+        return self.weight_hh[: 2 * H], self.bias_hh[: 2 * H], self.weight_hh[2 * H :], self.bias_hh[2 * H :]
+
+    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
+        weights = self._recurrent_weights()
+        return lambda xw, state: self._step(xw, state, *weights)
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        return self._step(xw, state, *self._recurrent_weights())
+
+    def _step(
+        self, xw: Tensor, state: Tensor, U_rz: Tensor, b_rz: Tensor, U_n: Tensor, b_n: Tensor
+    ) -> tuple[Tensor, Tensor]:
         xr, xz, xn = xw.chunk(3, 1)
-        rz = F.linear(state, self.weight_hh[: 2 * H], self.bias_hh[: 2 * H])
-        r, z = torch.sigmoid(xr + rz[:, :H]), torch.sigmoid(xz + rz[:, H:])
-        n = torch.tanh(xn + F.linear(r * state, self.weight_hh[2 * H :], self.bias_hh[2 * H :]))
+        rz = F.linear(state, U_rz, b_rz)
+        r, z = torch.sigmoid(xr + rz[:, : self.hidden_size]), torch.sigmoid(xz + rz[:, self.hidden_size :])
+        n = torch.tanh(xn + F.linear(r * state, U_n, b_n))
         h = z * state + (1 - z) * n
         return h, h
 
@@ -222,19 +244,28 @@ class MUTCell(Cell):
         terms = [weighted.get(gate, unweighted) for gate in "zrh"]
         return torch.cat(terms, -1) + self.bias
 
+    def _recurrent_weights(self) -> dict[str, Tensor]:
+        """The h-weights by gate ("z", "r", "h"), as views of `weight_hh`."""
+        gates = self._H_TERMS[self.variant]
+        return dict(zip(gates, self.weight_hh.chunk(len(gates), 0), strict=True))
+
+    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
+        weights = self._recurrent_weights()
+        return lambda xw, state: self._step(xw, state, weights)
+
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        return self._step(xw, state, self._recurrent_weights())
+
+    def _step(self, xw: Tensor, state: Tensor, W: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         xz, xr, xh = xw.chunk(3, 1)
-        hterms = dict(
-            zip(self._H_TERMS[self.variant], self.weight_hh.chunk(len(self._H_TERMS[self.variant]), 0), strict=True)
-        )
         if self.variant == 1:
             z = torch.sigmoid(xz)
         elif self.variant == 2:
-            z = torch.sigmoid(xz + F.linear(state, hterms["z"]))
+            z = torch.sigmoid(xz + F.linear(state, W["z"]))
         else:
-            z = torch.sigmoid(xz + F.linear(torch.tanh(state), hterms["z"]))
-        r = torch.sigmoid(xr + F.linear(state, hterms["r"]))
-        candidate = torch.tanh(F.linear(r * state, hterms["h"]) + xh)
+            z = torch.sigmoid(xz + F.linear(torch.tanh(state), W["z"]))
+        r = torch.sigmoid(xr + F.linear(state, W["r"]))
+        candidate = torch.tanh(F.linear(r * state, W["h"]) + xh)
         h = candidate * z + state * (1 - z)
         return h, h
 
