@@ -51,6 +51,10 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
             if name in FUSED and not peephole:
                 found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))
             cell = make_cell(name, H, H, peephole=peephole)
+            if cell.fused_op and not peephole:  # the cell's own sequence path, then its step loop
+                found.append((label, "cell, fused op", cell, lambda m, x: m(x)[0]))
+                cell = make_cell(name, H, H)
+                cell.fused_op = False
             found.append((label, "parallel scan" if name.startswith("min") else "autograd loop", cell,
                           lambda m, x: m(x)[0]))  # fmt: skip
     return found
@@ -130,7 +134,9 @@ def main() -> None:
         "Paths: `fused (torch)` = PyTorch's fused module (what `rnnlab train` uses for these cells without "
         "per-layer extras); `autograd loop` = rnnlab's cell (`rnnlab.nn.cells`): the input projection for all steps "
         "in one product, then the step loop under autograd, what `rnnlab train` uses for every other cell and "
-        "whenever a per-layer extra is asked for; "
+        "whenever a per-layer extra is asked for; `cell, fused op` = the LSTM and GRU cells' own sequence path, "
+        "PyTorch's fused op on the cell's weights (what the layered stack runs for them; the step loop is kept for "
+        "peepholes and Hessian-free's vmap); "
         "`parallel scan` = minGRU/minLSTM's log-space scan (`benchmarks/scan.py`).\n"
     )
     print(write_result("cells.md", "Cell benchmark: time per training step vs torch.nn.LSTM", body))

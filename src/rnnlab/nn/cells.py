@@ -28,6 +28,9 @@ class Cell(nn.Module):
     """A recurrent cell: `project` the inputs once, then `step` through time."""
 
     hidden_size: int
+    # True where `forward` runs PyTorch's fused op on the cell's weights (LSTM, GRU). False forces the step loop,
+    # which `torch.func.vmap` and double backward need (Hessian-free's curvature products).
+    fused_op: bool = False
 
     def project(self, x: Tensor) -> Tensor:
         """Input contribution to every gate, for any leading shape: (..., D) -> (..., G·H)."""
@@ -119,6 +122,8 @@ class LSTMCell(Cell):
     them this is exactly `torch.nn.LSTM`. The forget-gate bias starts at `forget_bias`.
     """
 
+    fused_op = True
+
     def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, forget_bias: float = 1.0) -> None:
         super().__init__()
         _gate_params(self, input_size, hidden_size, 4, 4)
@@ -131,6 +136,16 @@ class LSTMCell(Cell):
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         zeros = torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
         return zeros, zeros.clone()
+
+    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
+        """A sequence. Without peepholes the equations are `torch.nn.LSTM`'s, so PyTorch's fused op runs them
+        on this cell's own weights (1.3-1.6x faster than the step loop on one CPU thread; cuDNN on a GPU)."""
+        if self.peephole is not None or not self.fused_op:
+            return super().forward(x, state)
+        h, c = state if state is not None else self.initial_state(x.shape[0], x.device, x.dtype)
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        out, h, c = torch.lstm(x, (h[None], c[None]), weights, True, 1, 0.0, self.training, False, True)
+        return out, (h[0], c[0])
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         h, c = state
@@ -151,9 +166,20 @@ class GRUCell(Cell):
     n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn))                h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
     """
 
+    fused_op = True
+
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         _gate_params(self, input_size, hidden_size, 3, 3)
+
+    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
+        """A sequence, by PyTorch's fused GRU op on this cell's own weights (the equations are the same)."""
+        if not self.fused_op:
+            return super().forward(x, state)
+        h = state if state is not None else self.initial_state(x.shape[0], x.device, x.dtype)
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        out, h = torch.gru(x, h[None], weights, True, 1, 0.0, self.training, False, True)
+        return out, h[0]
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         xr, xz, xn = xw.chunk(3, 1)
