@@ -4,7 +4,9 @@ Every cell splits its work the same way, which is also its fast path:
     project(x)          the input's share of every gate for all T steps at once: one (N·T, D) x (D, G·H) product
     step(xw_t, state)   what must stay in the time loop: the recurrent product and the gate arithmetic
 `forward_step(x_t, state)` (one step, used for sampling) and `forward(x, state)` (a sequence, used for
-training) are both built from these two, so they agree by construction, and tests check it anyway.
+training) are both built from these two, so they agree by construction, and tests check it anyway. The LSTM
+and GRU cells, whose equations are PyTorch's, run a sequence with PyTorch's fused op on their own weights
+instead (`fused_op`); tests check it against their step loop in value and gradient.
 
 Shapes: x (N, T, D) batch-first, h (N, H). State is a tensor h, or a tuple (h, c) for the LSTM.
 Parameter names and gate order follow `torch.nn.RNN/LSTM/GRU` where the equations are the same
