@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +42,19 @@ class Cell(nn.Module):
         """One time step from the projected input xw (N, G·H): returns (h_t, new state)."""
         raise NotImplementedError
 
-    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
-        """The function `forward` calls at each time step: `step`, unless the cell slices its weights.
+    def recurrent_weights(self) -> Any:
+        """Slices of the parameters that `step` uses, for cells that slice them (else None); `forward` takes
+        them once per sequence and hands them to every `step(xw, state, weights)`.
 
         A slice of a parameter taken inside the time loop costs, in backward, one gradient of the parameter's
         full size per step (zeros around the slice, then added up); sliced once per sequence, it costs one.
         """
-        return self.step
+        return None
+
+    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
+        """The function `forward` calls at each time step: `step`, given the sliced weights if any."""
+        weights = self.recurrent_weights()
+        return self.step if weights is None else lambda xw, state: self.step(xw, state, weights)
 
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         """Zeros: h_0 (and c_0) of shape (N, H)."""
@@ -205,21 +211,13 @@ class GRUChoCell(Cell):
         super().__init__()
         _gate_params(self, input_size, hidden_size, 3, 3)
 
-    def _recurrent_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def recurrent_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(U_rz, b_hrz) for the gates, then (U_n, b_hn) for the candidate."""
         H = self.hidden_size
         return self.weight_hh[: 2 * H], self.bias_hh[: 2 * H], self.weight_hh[2 * H :], self.bias_hh[2 * H :]
 
-    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
-        weights = self._recurrent_weights()
-        return lambda xw, state: self._step(xw, state, *weights)
-
-    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        return self._step(xw, state, *self._recurrent_weights())
-
-    def _step(
-        self, xw: Tensor, state: Tensor, U_rz: Tensor, b_rz: Tensor, U_n: Tensor, b_n: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def step(self, xw: Tensor, state: CellState, weights: tuple[Tensor, ...] | None = None) -> tuple[Tensor, CellState]:
+        U_rz, b_rz, U_n, b_n = weights or self.recurrent_weights()
         xr, xz, xn = xw.chunk(3, 1)
         rz = F.linear(state, U_rz, b_rz)
         r, z = torch.sigmoid(xr + rz[:, : self.hidden_size]), torch.sigmoid(xz + rz[:, self.hidden_size :])
@@ -272,19 +270,13 @@ class MUTCell(Cell):
         terms = [weighted.get(gate, unweighted) for gate in "zrh"]
         return torch.cat(terms, -1) + self.bias
 
-    def _recurrent_weights(self) -> dict[str, Tensor]:
+    def recurrent_weights(self) -> dict[str, Tensor]:
         """The h-weights by gate ("z", "r", "h"), as views of `weight_hh`."""
         gates = self._H_TERMS[self.variant]
         return dict(zip(gates, self.weight_hh.chunk(len(gates), 0), strict=True))
 
-    def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
-        weights = self._recurrent_weights()
-        return lambda xw, state: self._step(xw, state, weights)
-
-    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        return self._step(xw, state, self._recurrent_weights())
-
-    def _step(self, xw: Tensor, state: Tensor, W: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def step(self, xw: Tensor, state: CellState, weights: dict[str, Tensor] | None = None) -> tuple[Tensor, CellState]:
+        W = weights or self.recurrent_weights()
         xz, xr, xh = xw.chunk(3, 1)
         if self.variant == 1:
             z = torch.sigmoid(xz)
