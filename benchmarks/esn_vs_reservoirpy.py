@@ -15,7 +15,11 @@ Setup, once (reservoirpy lives only in this benchmark's environment):
     python3 -m venv benchmarks/.venv-esn
     benchmarks/.venv-esn/bin/pip install -c constraints.txt reservoirpy -e .
 
-Run:  benchmarks/.venv-esn/bin/python benchmarks/esn_vs_reservoirpy.py [--seeds 3] [--repeats 3]
+Run:  benchmarks/.venv-esn/bin/python benchmarks/esn_vs_reservoirpy.py [--seeds 3] [--first-seed 0] [--repeats 3]
+          [--tasks mg sine] [--sine-feedback 0.1] [--sine-leak 0.3]
+
+The row "rnnlab on reservoirpy's matrices" runs rnnlab on the matrices reservoirpy drew for the seed: the same
+reservoir in both libraries, so it separates the libraries' computation from their random draws.
 
 Times: "build" draws the matrices and rescales W to its spectral radius; "fit" collects the states and solves
 the readout. The libraries take turns, --repeats rounds per seed, so that both meet the same load from other
@@ -26,6 +30,7 @@ The NRMSE does not depend on the round.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -39,8 +44,9 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
 
-from rnnlab.nn.reservoir import EchoStateNetwork, ESNConfig  # noqa: E402
+from rnnlab.nn.reservoir import EchoStateNetwork, ESNConfig, Reservoir  # noqa: E402
 from rnnlab.tasks.mackey_glass import mackey_glass  # noqa: E402
 from rnnlab.tasks.sine_frequency import frequency_sequence  # noqa: E402
 
@@ -50,6 +56,7 @@ MG = {"units": 1000, "sparsity": 0.9, "sr": 1.25, "input_scaling": 1.0, "bias": 
 MG_TRAIN, MG_WASHOUT, MG_TRIALS, MG_WARM, HORIZON = 4000, 200, 20, 300, 84
 SINE = {"units": 300, "sparsity": 0.9, "sr": 0.8, "input_scaling": 1.0, "bias": 1.0, "lr": 0.3, "ridge": 1e-4}
 SINE["fb"] = 0.1  # feedback weights: uniform ±0.1
+SAME = "rnnlab on reservoirpy's matrices"
 SINE_TRAIN, SINE_WASHOUT, SINE_TEST, SINE_SEQS, SINE_WARM = 5000, 100, 1000, 5, 100
 
 
@@ -218,6 +225,17 @@ def reservoirpy_sine_score(esn, tests: list) -> dict:
     return {"nrmse": nrmse(np.concatenate(outs), np.concatenate(targets))}
 
 
+def on_reservoirpy_matrices(rp_esn, config: ESNConfig) -> EchoStateNetwork:
+    """An rnnlab ESN on the matrices reservoirpy drew (its Win's second column is the feedback's): the same
+    reservoir in both libraries, so any difference in NRMSE is the libraries' and not the random draw's."""
+    r = rp_esn.reservoir
+    W = torch.from_numpy(r.W.toarray() if hasattr(r.W, "toarray") else np.asarray(r.W))
+    W_in = torch.from_numpy(np.asarray(r.Win, dtype=np.float64))
+    b = torch.from_numpy(np.asarray(r.bias, dtype=np.float64).reshape(-1))
+    W_fb = W_in[:, config.input_size :] if config.feedback else None
+    return EchoStateNetwork(config, reservoirs=[Reservoir(W_in[:, : config.input_size], W.double(), b, W_fb)])
+
+
 def _mg_scores(preds: np.ndarray, truth: np.ndarray, var: float) -> dict:
     """NRMSE at step 84 (Jaeger's measure) and over steps 1-84, normalised by the test series' variance."""
     return {
@@ -256,40 +274,56 @@ def versions() -> str:
 def summarise(rows: list[dict], key: str) -> str:
     values = [r[key] for r in rows]
     if key in ("build", "fit"):
-        return f"{statistics.median(values):.2f}"
+        return "-" if math.isnan(values[0]) else f"{statistics.median(values):.2f}"
     return f"{statistics.median(values):.2e} ({min(values):.1e}–{max(values):.1e})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="reservoir seeds per library (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here")
     parser.add_argument("--repeats", type=int, default=3, help="timed build+fit runs per seed (the fastest counts)")
+    parser.add_argument("--tasks", nargs="+", choices=["mg", "sine"], default=["mg", "sine"], help="which tasks")
+    parser.add_argument("--sine-feedback", type=float, default=SINE["fb"], help="sine task: feedback weight scale")
+    parser.add_argument("--sine-leak", type=float, default=SINE["lr"], help="sine task: leak rate")
     args = parser.parse_args()
+    SINE.update(fb=args.sine_feedback, lr=args.sine_leak)
     print(machine())
     print(versions())
     z, starts = mg_data()
     train, tests = sine_data()
     results: dict[str, list[dict]] = {}
-    for seed in range(args.seeds):
-        mg = race({"rnnlab": rnnlab_mg(z, seed), "reservoirpy": reservoirpy_mg(z, seed)}, args.repeats)
-        sine = race(
-            {
-                "rnnlab": rnnlab_sine(train, seed, 0.0),
-                "rnnlab noise 1e-5": rnnlab_sine(train, seed, 1e-5),
-                "reservoirpy": reservoirpy_sine(train, seed),
-            },
-            args.repeats,
-        )
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        mg, sine = {}, {}
+        if "mg" in args.tasks:
+            mg = race({"rnnlab": rnnlab_mg(z, seed), "reservoirpy": reservoirpy_mg(z, seed)}, args.repeats)
+        if "sine" in args.tasks:
+            sine = race(
+                {
+                    "rnnlab": rnnlab_sine(train, seed, 0.0),
+                    "rnnlab noise 1e-5": rnnlab_sine(train, seed, 1e-5),
+                    "reservoirpy": reservoirpy_sine(train, seed),
+                },
+                args.repeats,
+            )
         scorers = {
-            "mg rnnlab": lambda m: rnnlab_mg_score(m, z, starts),
+            "mg": lambda m: rnnlab_mg_score(m, z, starts),
             "mg reservoirpy": lambda m: reservoirpy_mg_score(m, z, starts),
-            "sine rnnlab": lambda m: rnnlab_sine_score(m, tests),
-            "sine rnnlab noise 1e-5": lambda m: rnnlab_sine_score(m, tests),
+            "sine": lambda m: rnnlab_sine_score(m, tests),
             "sine reservoirpy": lambda m: reservoirpy_sine_score(m, tests),
         }
         fitted = {f"mg {k}": v for k, v in mg.items()} | {f"sine {k}": v for k, v in sine.items()}
+        # Not timed: the same reservoir in both libraries, so a difference in NRMSE is the libraries', not the draw's.
+        if mg:
+            model = on_reservoirpy_matrices(mg["reservoirpy"][0], rnnlab_config(MG, seed, False, MG_WASHOUT))
+            rnnlab_mg(z, seed)[1](model)
+            fitted[f"mg {SAME}"] = (model, math.nan, math.nan)
+        if sine:
+            model = on_reservoirpy_matrices(sine["reservoirpy"][0], rnnlab_config(SINE, seed, True, SINE_WASHOUT))
+            rnnlab_sine(train, seed, 0.0)[1](model)
+            fitted[f"sine {SAME}"] = (model, math.nan, math.nan)
         for name, (model, build, fit) in fitted.items():
-            row = scorers[name](model) | {"build": build, "fit": fit}
+            row = scorers.get(name, scorers[name.split()[0]])(model) | {"build": build, "fit": fit}
             results.setdefault(name, []).append(row)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
 
@@ -305,8 +339,21 @@ def main() -> None:
             label = f"sine-frequency, {SINE['units']} units"
         print(f"| {label} | {library} | {score} | {summarise(rows, 'build')} | {summarise(rows, 'fit')} |")
 
+    print("\nNRMSE, rnnlab / reservoirpy:")
+    for task in args.tasks:
+        key = "nrmse84" if task == "mg" else "nrmse"
+        ours, theirs = results[f"{task} rnnlab"], results[f"{task} reservoirpy"]
+        same = [a[key] / b[key] for a, b in zip(results[f"{task} {SAME}"], theirs, strict=True)]
+        test = mannwhitneyu([r[key] for r in ours], [r[key] for r in theirs])
+        print(
+            f"  {task}: on reservoirpy's matrices, median {statistics.median(same):.4f} (range {min(same):.4f}–"
+            f"{max(same):.4f}); each on its own draws, Mann-Whitney U two-sided p = {test.pvalue:.2f}"
+        )
+
     print("\nrnnlab time / reservoirpy time, same seed, same run (median over seeds; per seed):")
     for task, ours in (("mg", "rnnlab"), ("sine", "rnnlab"), ("sine", "rnnlab noise 1e-5")):
+        if task not in args.tasks:
+            continue
         for key in ("build", "fit"):
             pairs = zip(results[f"{task} {ours}"], results[f"{task} reservoirpy"], strict=True)
             ratios = [a[key] / b[key] for a, b in pairs]

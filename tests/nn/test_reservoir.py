@@ -138,6 +138,20 @@ def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
     assert torch.equal(loaded.generate(20, state), esn.generate(20, state))
 
 
+def test_given_reservoir_matrices_replace_the_drawn_ones() -> None:
+    u = torch.sin(torch.arange(300, dtype=torch.float64) * 0.25)[:, None]
+    donor = EchoStateNetwork(tiny(feedback=True, bias_scaling=0.3, seed=7))
+    taker = EchoStateNetwork(tiny(feedback=True, bias_scaling=0.3, seed=0), reservoirs=donor.reservoirs)
+    assert not torch.equal(EchoStateNetwork(tiny(feedback=True, seed=0)).reservoirs[0].W, donor.reservoirs[0].W)
+    donor.fit(u[:-1], u[1:])
+    taker.fit(u[:-1], u[1:])
+    assert torch.equal(taker.run(u)[0], donor.run(u)[0])
+    with pytest.raises(RnnlabError, match="do not match the config"):
+        EchoStateNetwork(tiny(hidden_size=40), reservoirs=donor.reservoirs)
+    with pytest.raises(RnnlabError, match="do not match the config"):  # the config has no feedback weights
+        EchoStateNetwork(tiny(), reservoirs=donor.reservoirs)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -177,6 +191,11 @@ def test_loading_a_broken_run_directory_is_a_one_line_error(tmp_path: Path) -> N
         EchoStateNetwork.load(tmp_path)
     u = torch.sin(torch.arange(100, dtype=torch.float64))[:, None]
     EchoStateNetwork(tiny()).fit(u[:-1], u[1:]).save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["hidden_size"] = 60
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RnnlabError, match=r"does not match config\.json"):
+        EchoStateNetwork.load(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(RnnlabError, match="corrupt"):
         EchoStateNetwork.load(tmp_path)

@@ -248,14 +248,30 @@ def nrmse(prediction: torch.Tensor, target: torch.Tensor) -> float:
 class EchoStateNetwork:
     """A (possibly stacked) reservoir with a ridge-regression readout; CPU or GPU via `device`."""
 
-    def __init__(self, config: ESNConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, config: ESNConfig, device: str | torch.device = "cpu", reservoirs: Sequence[Reservoir] | None = None
+    ) -> None:
+        """Draw the reservoirs from `config.seed`, or take `reservoirs` as given (matrices saved earlier, or drawn
+        by another library to compare like for like); given ones must have the shapes the config implies."""
         self.config = config
         self.device = torch.device(device)
         self.dtype = DTYPES[config.dtype]
-        c = config
-        # Draw on the CPU from one generator so the same seed gives the same reservoir on every device.
+        given = self._draw() if reservoirs is None else reservoirs
+        self.reservoirs = [Reservoir(*(self._on_device(t) for t in (r.W_in, r.W, r.b, r.W_fb))) for r in given]
+        expected = {k: v for k, v in _shapes(config).items() if k != "W_out"}
+        actual = {name: tuple(t.shape) for name, t in _named_matrices(given).items()}
+        if actual != expected:
+            raise RnnlabError(f"reservoir matrices do not match the config (shapes {actual} vs {expected})")
+        self.noise_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.W_out: torch.Tensor | None = None  # (O, 1 + D + L·H), float64, set by fit
+        self._recurrent = self._recurrent_matrices()
+
+    def _draw(self) -> list[Reservoir]:
+        """Each layer's matrices, float64, from one CPU generator: the same seed gives the same reservoir on every
+        device."""
+        c = self.config
         g = torch.Generator().manual_seed(c.seed)
-        self.reservoirs: list[Reservoir] = []
+        drawn = []
         for layer in range(c.layers):
             D_in = c.input_size if layer == 0 else c.hidden_size
             W = random_reservoir_matrix(c.hidden_size, c.sparsity, c.spectral_radius, g)
@@ -265,10 +281,8 @@ class EchoStateNetwork:
             if c.feedback and layer == 0:
                 W_fb = torch.rand(c.hidden_size, c.output_size, generator=g, dtype=torch.float64) * 2 - 1
                 W_fb = W_fb * c.feedback_scaling
-            self.reservoirs.append(Reservoir(*(self._on_device(t) for t in (W_in, W, b, W_fb))))
-        self.noise_generator = torch.Generator().manual_seed(c.seed + 1)
-        self.W_out: torch.Tensor | None = None  # (O, 1 + D + L·H), float64, set by fit
-        self._recurrent = self._recurrent_matrices()
+            drawn.append(Reservoir(W_in, W, b, W_fb))
+        return drawn
 
     def _recurrent_matrices(self) -> list[torch.Tensor]:
         """The W of each layer as the time loop uses it: `matvec_form` on the CPU; dense on a GPU."""
@@ -456,10 +470,7 @@ class EchoStateNetwork:
         """Every matrix by name, as saved in model.safetensors."""
         if self.W_out is None:
             raise RnnlabError("the ESN has no readout yet; call fit before saving")
-        tensors = {"W_out": self.W_out}
-        for layer, r in enumerate(self.reservoirs):
-            tensors |= {f"reservoir.{layer}.{k}": v for k, v in vars(r).items() if v is not None}
-        return tensors
+        return {"W_out": self.W_out} | _named_matrices(self.reservoirs)
 
     def save(
         self, run_dir: str | Path, extra: dict[str, Any] | None = None, data: dict[str, torch.Tensor] | None = None
@@ -480,26 +491,27 @@ class EchoStateNetwork:
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> EchoStateNetwork:
         """An ESN saved by `save`, with exactly the saved matrices (no reseeding)."""
         config = read_esn_config(run_dir)
-        esn = cls.__new__(cls)
-        esn.config = ESNConfig.from_dict(config["model"])
-        esn.device, esn.dtype = torch.device(device), DTYPES[esn.config.dtype]
-        esn.noise_generator = torch.Generator().manual_seed(esn.config.seed + 1)
+        model = ESNConfig.from_dict(config["model"])
         path = Path(run_dir) / WEIGHTS
         tensors = {k: v for k, v in load_tensors(path).items() if not k.startswith("data.")}
         try:
-            esn.W_out = tensors.pop("W_out").to(esn.device, torch.float64)
-            esn.reservoirs = []
-            for layer in range(esn.config.layers):
-                parts = {k: tensors.pop(f"reservoir.{layer}.{k}", None) for k in ("W_in", "W", "b", "W_fb")}
-                esn.reservoirs.append(Reservoir(**{k: esn._on_device(v) for k, v in parts.items()}))
-        except KeyError as exc:
-            raise RnnlabError(f"{path} does not match config.json (missing {exc})") from None
-        expected = _shapes(esn.config)
-        actual = {k: tuple(v.shape) for k, v in esn.state_tensors().items()}
-        if tensors or actual != expected:
-            raise RnnlabError(f"{path} does not match config.json (shapes {actual} vs {expected})")
-        esn._recurrent = esn._recurrent_matrices()
+            W_out = tensors.pop("W_out")
+            reservoirs = [
+                Reservoir(**{k: tensors.pop(f"reservoir.{layer}.{k}", None) for k in ("W_in", "W", "b", "W_fb")})
+                for layer in range(model.layers)
+            ]
+            if tensors or tuple(W_out.shape) != _shapes(model)["W_out"]:
+                raise RnnlabError(f"unexpected tensors {sorted(tensors)} or W_out shape {tuple(W_out.shape)}")
+            esn = cls(model, device, reservoirs)
+        except (KeyError, RnnlabError) as exc:
+            raise RnnlabError(f"{path} does not match config.json ({exc})") from None
+        esn.W_out = W_out.to(esn.device, torch.float64)
         return esn
+
+
+def _named_matrices(reservoirs: Sequence[Reservoir]) -> dict[str, torch.Tensor]:
+    """The reservoirs' matrices by their names in model.safetensors ("reservoir.<layer>.<W_in|W|b|W_fb>")."""
+    return {f"reservoir.{i}.{k}": v for i, r in enumerate(reservoirs) for k, v in vars(r).items() if v is not None}
 
 
 def _shapes(c: ESNConfig) -> dict[str, tuple[int, ...]]:
