@@ -257,11 +257,11 @@ class EchoStateNetwork:
         self.device = torch.device(device)
         self.dtype = DTYPES[config.dtype]
         given = self._draw() if reservoirs is None else reservoirs
-        self.reservoirs = [Reservoir(*(self._on_device(t) for t in (r.W_in, r.W, r.b, r.W_fb))) for r in given]
         expected = {k: v for k, v in _shapes(config).items() if k != "W_out"}
         actual = {name: tuple(t.shape) for name, t in _named_matrices(given).items()}
         if actual != expected:
             raise RnnlabError(f"reservoir matrices do not match the config (shapes {actual} vs {expected})")
+        self.reservoirs = [Reservoir(*(self._on_device(t) for t in (r.W_in, r.W, r.b, r.W_fb))) for r in given]
         self.noise_generator = torch.Generator().manual_seed(config.seed + 1)
         self.W_out: torch.Tensor | None = None  # (O, 1 + D + L·H), float64, set by fit
         self._recurrent = self._recurrent_matrices()
