@@ -323,7 +323,8 @@ def main() -> None:
             rnnlab_sine(train, seed, 0.0)[1](model)
             fitted[f"sine {SAME}"] = (model, math.nan, math.nan)
         for name, (model, build, fit) in fitted.items():
-            row = scorers.get(name, scorers[name.split()[0]])(model) | {"build": build, "fit": fit}
+            scorer = scorers[name] if name in scorers else scorers[name.split()[0]]  # rnnlab rows: by task
+            row = scorer(model) | {"build": build, "fit": fit}
             results.setdefault(name, []).append(row)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
 
