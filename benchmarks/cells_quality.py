@@ -66,8 +66,10 @@ def run_one(cell: str, hidden: int, train: Path, valid: Path, budget: str, out: 
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = max((m["step"] for m in metrics if "step" in m), default=0)
     bpc = json.loads(scored)["bits_per_char"]
+    lr = json.loads((out / "config.json").read_text())["train"]["lr"]  # the preset's, or the cell's own cap
     print(f"{cell}: hidden {hidden}, {steps} steps, valid {bpc:.3f} bpc ({time.time() - started:.0f}s)", flush=True)
-    return {"cell": cell, "hidden": hidden, "params": parameters(cell, hidden), "steps": steps, "valid_bpc": bpc}
+    row = {"cell": cell, "hidden": hidden, "params": parameters(cell, hidden), "steps": steps}
+    return {**row, "lr": lr, "valid_bpc": bpc}
 
 
 def main() -> None:
@@ -101,18 +103,19 @@ def main() -> None:
 def report(kept: dict[str, dict], params: int) -> str:
     """The page: how the cells were trained, then one row per cell, best first."""
     table = [
-        "| cell | hidden | parameters | steps | valid bpc | budget | runs at once | load average |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| cell | hidden | parameters | lr | steps | valid bpc | budget | runs at once | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(kept.values(), key=lambda r: r["valid_bpc"]):
         table.append(
-            f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | {r['valid_bpc']:.3f} | "
-            f"{r['budget']} | {r['jobs']} | {r['load']} |"
+            f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r.get('lr', 3e-3):g} | {r['steps']:,} | "
+            f"{r['valid_bpc']:.3f} | {r['budget']} | {r['jobs']} | {r['load']} |"
         )
     return (
         "Each cell: 2 layers, embedding 64 (MUT cells: = hidden, which they need), hidden size matched to "
         f"{params:,} parameters, trained for the budget on Shakespeare train.txt "
-        "(`--preset small --precision fp32`: N=32, T=64, Adam 3e-3, cosine over the time budget), one thread "
+        "(`--preset small --precision fp32`: N=32, T=64, Adam at the preset's 3e-3, or the cell's lower default "
+        "where it has one (the lr column), cosine over the time budget), one thread "
         "per run on this machine, several runs at once where the table says so; scored by `rnnlab eval` on all "
         "of valid.txt (static, no --dynamic or --mix). Equal time rewards fast cells: the steps column shows "
         "how many updates each managed. Rows are kept in results/cells_quality.json: rerunning some cells "

@@ -202,6 +202,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Default learning rates too high for a cell are lowered to these unless --lr is given. mrnn: its
+# hidden-to-hidden matrix is a product W_hf diag(gains) W_fh, so the small steps Adam takes on every
+# factor compound; at 3e-3 the product's spectral radius grew from 0.7 to 5 in 900 steps on Shakespeare,
+# the hidden units saturated and training diverged (valid 2.634 bpc from the best checkpoint), while at
+# 1e-3 the same 6-minute run reached 2.236 (benchmarks/results/cells_quality.md).
+CELL_MAX_LR: dict[str, float] = {"mrnn": 1e-3}
+
+
 def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfig, TrainConfig]:
     """Split keyword options into (ModelConfig, TrainConfig): preset values first, then `options`.
 
@@ -213,7 +221,11 @@ def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfi
         if preset not in PRESETS:
             raise RnnlabError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
-    values.update({k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    values.update(given)
+    cell, lr = values.get("cell", ModelConfig.cell), values.get("lr", TrainConfig.lr)
+    if "lr" not in given and cell in CELL_MAX_LR and lr > CELL_MAX_LR[cell]:
+        values["lr"] = CELL_MAX_LR[cell]
     model_names = {f.name for f in dataclasses.fields(ModelConfig)}
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - model_names - train_names)

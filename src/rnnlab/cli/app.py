@@ -47,7 +47,10 @@ def train(
     out: Annotated[Path | None, Opt(help="Run directory to create (default: runs/<time>).")] = None,
     preset: Annotated[str | None, Opt(help="tiny | small | medium | large; explicit flags override it.")] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
-    cell: Annotated[str | None, Opt(help="rnn-tanh | rnn-relu | irnn | lstm | gru | gru-cho | mut1-3 | mrnn")] = None,
+    cell: Annotated[
+        str | None,
+        Opt(help="rnn-tanh | rnn-relu | irnn | lstm | gru | gru-cho | mut1-3 | mrnn | mingru | minlstm | ssm"),
+    ] = None,
     layers: Annotated[int | None, Opt(help="Recurrent layers L.")] = None,
     hidden: Annotated[int | None, Opt(help="Hidden units H per layer.")] = None,
     embed: Annotated[int | None, Opt(help="Embedding size D (0: one-hot input).")] = None,
@@ -85,7 +88,7 @@ def train(
     optimizer: Annotated[
         str | None, Opt(help="adam | adamw | adagrad | rmsprop | sgd | nesterov | hf (Hessian-free: no --lr)")
     ] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate (preset's; mrnn: at most 1e-3 unless given).")] = None,
     momentum: Annotated[float | None, Opt(help="Momentum for sgd, nesterov and rmsprop.")] = None,
     weight_decay: Annotated[float | None, Opt()] = None,
     init: Annotated[str | None, Opt(help="default | esn (W_hh at --spectral-radius, Sutskever et al. 2013).")] = None,
