@@ -259,6 +259,8 @@ class MUTCell(Cell):
 
     def project(self, x: Tensor) -> Tensor:
         """The x-terms of (z, r, candidate), with the paper's un-weighted x where it has no weight, plus biases."""
+        if self.variant == 3:  # every gate's x-term is weighted, in gate order: one product, no concatenation
+            return F.linear(x, self.weight_ih, self.bias)
         weighted = dict(
             zip(
                 self._X_TERMS[self.variant],
