@@ -14,12 +14,14 @@ counted, so GFLOP/s is a slight underestimate.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from common import write_result
 from rnnlab.nn.cells import CELL_NAMES, make_cell
@@ -28,18 +30,42 @@ from rnnlab.nn.recurrent import Recurrent
 FUSED = ("rnn-tanh", "rnn-relu", "lstm", "gru")  # cells that `Recurrent` runs as torch.nn.RNN/LSTM/GRU
 
 
+# Each cell's matrix products in units of H output columns: (input blocks of the hoisted projection, the
+# recurrent products of one step, as its code runs them). mrnn counts F = H factors; peephole = lstm.
+PRODUCTS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "rnn-tanh": (1, (1,)), "rnn-relu": (1, (1,)), "irnn": (1, (1,)), "lstm": (4, (4,)), "gru": (3, (3,)),
+    "gru-cho": (3, (2, 1)), "mut1": (2, (1, 1)), "mut2": (2, (1, 1, 1)), "mut3": (3, (1, 1, 1)), "mrnn": (2, (1, 1)),
+}  # fmt: skip
+
+
 def step_flops(name: str, N: int, T: int, D: int, H: int) -> float:
     """Forward+backward FLOPs of the matrix products of one step over N x T tokens."""
-    gates = {"rnn-tanh": 1, "rnn-relu": 1, "irnn": 1, "lstm": 4, "gru": 3, "gru-cho": 3}
     if name in ("mingru", "minlstm"):  # gates from x only: 2 (mingru) or 3 (minlstm) input products, none on h
         return 3 * 2 * N * T * H * D * (2 if name == "mingru" else 3)
-    if name.startswith("mut"):
-        x_rows, h_rows = {"mut1": (2, 2), "mut2": (2, 3), "mut3": (3, 3)}[name]
-    elif name == "mrnn":  # [W_fx; W_hx] x, W_fh h, W_hf f  with F = H
-        x_rows, h_rows = 2, 2
-    else:
-        x_rows = h_rows = gates[name]
-    return 3 * 2 * N * T * H * (x_rows * D + h_rows * H)
+    x_blocks, h_blocks = PRODUCTS[name]
+    return 3 * 2 * N * T * H * (x_blocks * D + sum(h_blocks) * H)
+
+
+class MatrixProducts(torch.nn.Module):
+    """A cell's matrix products alone, at its shapes, forward and backward, joined by one add per product:
+    what any implementation built on PyTorch's matmul must at least spend (the floor for its time)."""
+
+    def __init__(self, name: str, D: int, H: int) -> None:
+        super().__init__()
+        x_blocks, h_blocks = PRODUCTS[name]
+        self.H = H  # weights of scale 0.5/sqrt(H): the linear recurrence stays bounded and away from denormals
+        self.w_in = torch.nn.Parameter(torch.randn(x_blocks * H, D) / math.sqrt(D))
+        self.w_h = torch.nn.ParameterList(torch.randn(k * H, H) * 0.5 / math.sqrt(H) for k in h_blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, outputs = x.new_zeros(x.shape[0], self.H), []
+        for xw in F.linear(x, self.w_in).unbind(1):
+            new = xw[:, : self.H]
+            for w in self.w_h:
+                new = new + F.linear(h, w)[:, : self.H]
+            h = new
+            outputs.append(h)
+        return torch.stack(outputs, 1)
 
 
 def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
@@ -57,6 +83,8 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
                 cell.fused_op = False
             found.append((label, "parallel scan" if name.startswith("min") else "autograd loop", cell,
                           lambda m, x: m(x)[0]))  # fmt: skip
+            if name in PRODUCTS and name not in ("rnn-relu", "irnn") and label != "lstm --peephole":
+                found.append((label, "matrix products only", MatrixProducts(name, H, H), lambda m, x: m(x)))
     return found
 
 
@@ -137,7 +165,10 @@ def main() -> None:
         "whenever a per-layer extra is asked for; `cell, fused op` = the LSTM and GRU cells' own sequence path, "
         "PyTorch's fused op on the cell's weights (what the layered stack runs for them; the step loop is kept for "
         "peepholes and Hessian-free's vmap); "
-        "`parallel scan` = minGRU/minLSTM's log-space scan (`benchmarks/scan.py`).\n"
+        "`parallel scan` = minGRU/minLSTM's log-space scan (`benchmarks/scan.py`); `matrix products only` = "
+        "the cell's matrix products at its shapes, forward and backward, joined by one add each and nothing else "
+        "(`MatrixProducts`): the floor for any path built on PyTorch's matmul (the peephole LSTM's is the lstm "
+        "row; rnn-relu's and irnn's are rnn-tanh's).\n"
     )
     print(write_result("cells.md", "Cell benchmark: time per training step vs torch.nn.LSTM", body))
 
