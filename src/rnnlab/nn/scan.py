@@ -122,24 +122,25 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
 
     A work-efficient parallel scan (Blelloch 1990) in linear space, for the selective SSM whose inputs
     B̄_t x_t take both signs (so they have no real logarithm). Only products of the a_t ≤ 1 are formed,
-    never their inverses, so it is stable for any decay. The initial state h_0 (N, ...) is the extra
-    first term: b_1 ← a_1 h_0 + b_1. Returns h (N, T, ...).
+    never their inverses, so it is stable for any decay. The initial state h_0 (N, ...) is the state
+    before the first step; it is handed down the recursion, whose first pair starts from it too, so it
+    costs no extra pass over (N, T, ...). Returns h (N, T, ...).
     """
-    if h0 is not None:
-        b = torch.cat([a[:, :1] * h0.unsqueeze(1) + b[:, :1], b[:, 1:]], 1)
     T = a.shape[1]
     if T == 1:
-        return b
+        return b if h0 is None else a * h0.unsqueeze(1) + b
     if T % 2:  # make the length even with an identity step (a, b) = (1, 0)
         pad = (0, 0) * (a.dim() - 2) + (0, 1)
         a, b = F.pad(a, pad, value=1.0), F.pad(b, pad)
     (a_even, a_odd), (b_even, b_odd) = a.unflatten(1, (-1, 2)).unbind(2), b.unflatten(1, (-1, 2)).unbind(2)
     # two steps in one: h_{2i+1} = (a_{2i+1} a_{2i}) h_{2i-1} + (a_{2i+1} b_{2i} + b_{2i+1})
-    h_odd = linear_scan(a_odd * a_even, a_odd * b_even + b_odd)
-    # then each step in between: h_{2i} = a_{2i} h_{2i-1} + b_{2i}
-    h_before = torch.cat([torch.zeros_like(h_odd[:, :1]), h_odd[:, :-1]], 1)
+    h_odd = linear_scan(a_odd * a_even, a_odd * b_even + b_odd, h0)
+    # then each step in between: h_{2i} = a_{2i} h_{2i-1} + b_{2i}, with h_{-1} = h_0
+    first = torch.zeros_like(h_odd[:, :1]) if h0 is None else h0.unsqueeze(1)
+    h_before = torch.cat([first, h_odd[:, :-1]], 1)
     h_even = a_even * h_before + b_even
-    return torch.stack([h_even, h_odd], 2).flatten(1, 2)[:, :T]
+    h = torch.stack([h_even, h_odd], 2).flatten(1, 2)
+    return h[:, :T] if h.shape[1] > T else h  # an un-needed full slice would cost a zero-filled gradient
 
 
 def g(x: Tensor) -> Tensor:
