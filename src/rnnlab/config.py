@@ -206,14 +206,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 # hidden-to-hidden matrix is a product W_hf diag(gains) W_fh, so the small steps Adam takes on every
 # factor compound; at 3e-3 the product's spectral radius grew from 0.7 to 5 in 900 steps on Shakespeare,
 # the hidden units saturated and training diverged (valid 2.634 bpc from the best checkpoint), while at
-# 1e-3 the same 6-minute run reached 2.236 (benchmarks/results/cells_quality.md).
+# 1e-3 the same 6-minute run reached 2.24-2.26 (benchmarks/results/cells_quality.md).
 CELL_MAX_LR: dict[str, float] = {"mrnn": 1e-3}
 
 
 def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfig, TrainConfig]:
     """Split keyword options into (ModelConfig, TrainConfig): preset values first, then `options`.
 
-    Options that are None are treated as "not given". Unknown names are an error, so a typo in the
+    Options that are None are treated as "not given"; a cell in `CELL_MAX_LR` gets at most that learning
+    rate unless `lr` is given. Unknown names are an error, so a typo in the
     Python API fails as loudly as one on the command line.
     """
     values: dict[str, Any] = {}
