@@ -53,7 +53,8 @@ class MatrixProducts(torch.nn.Module):
     def __init__(self, name: str, D: int, H: int) -> None:
         super().__init__()
         x_blocks, h_blocks = PRODUCTS[name]
-        self.H = H  # weights of scale 0.5/sqrt(H): the linear recurrence stays bounded and away from denormals
+        self.H = H
+        # recurrent weights of scale 0.5/sqrt(H): the linear recurrence stays bounded and away from denormals
         self.w_in = torch.nn.Parameter(torch.randn(x_blocks * H, D) / math.sqrt(D))
         self.w_h = torch.nn.ParameterList(torch.randn(k * H, H) * 0.5 / math.sqrt(H) for k in h_blocks)
 

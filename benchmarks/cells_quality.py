@@ -108,7 +108,7 @@ def report(kept: dict[str, dict], params: int) -> str:
     ]
     for r in sorted(kept.values(), key=lambda r: r["valid_bpc"]):
         table.append(
-            f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r.get('lr', 3e-3):g} | {r['steps']:,} | "
+            f"| {r['cell']} | {r['hidden']} | {r['params']:,} | {r['lr']:g} | {r['steps']:,} | "
             f"{r['valid_bpc']:.3f} | {r['budget']} | {r['jobs']} | {r['load']} |"
         )
     return (
