@@ -1,7 +1,9 @@
 """Training tokens/s of the parallel-scan cells (mingru, minlstm, ssm) vs torch.nn.GRU/LSTM, and sampling cost.
 
 1. Forward + backward of one layer (D = H) on N sequences of T steps, for several T, all in this run.
-2. The scan kernels alone: Heinsen's log-space `scan` vs `linear_scan` vs a Python loop, at the longest T.
+2. The scan kernels alone, at the longest T: rnnlab's `linear_scan` (a time loop of one multiply-add per step in
+   one autograd node), its blocked parallel form (what it runs off the CPU), Heinsen's log-space form (Feng et al.'s
+   choice) and a Python loop under autograd.
 3. Sampling: ms per generated token after a prefix of 100 and of 10,000 tokens (state carried, one token
    per call, as `LanguageModel.stream` does): flat in the prefix length means O(1) state.
 
@@ -21,7 +23,7 @@ from common import write_result
 from rnnlab.config import ModelConfig
 from rnnlab.models.language_model import RNNLM
 from rnnlab.nn.cells import make_cell
-from rnnlab.nn.scan import linear_scan, scan
+from rnnlab.nn.scan import linear_scan
 
 CELLS = ("mingru", "minlstm", "ssm")
 
@@ -83,7 +85,7 @@ def throughput(args: argparse.Namespace) -> str:
 
 
 def kernels(args: argparse.Namespace) -> str:
-    """h_t = a_t h_{t-1} + b_t on (N, T, H), forward + backward, three ways."""
+    """h_t = a_t h_{t-1} + b_t on (N, T, H), forward + backward, four ways."""
     N, T, H = args.batch, max(args.seq), args.hidden
     torch.manual_seed(0)
     a = torch.sigmoid(torch.randn(N, T, H) + 2).requires_grad_()
@@ -96,15 +98,15 @@ def kernels(args: argparse.Namespace) -> str:
             out.append(h)
         return torch.stack(out, 1)
 
-    def torch_kernel() -> torch.Tensor:  # the same scan with PyTorch's logcumsumexp (rnnlab before 2026-12-03)
+    def heinsen() -> torch.Tensor:  # Feng et al.'s log-space form (Heinsen 2023), with PyTorch's logcumsumexp
         a_star = torch.cumsum(a.log(), 1)
         return torch.exp(a_star + torch.logcumsumexp(b.log() - a_star, 1))
 
     ways = {
-        "Heinsen log-space `scan` (minGRU, minLSTM), blocked `logcumsumexp`": lambda: scan(a.log(), b.log()),
-        "the same with `torch.logcumsumexp`": torch_kernel,
-        "`linear_scan` (ssm)": lambda: linear_scan(a, b),
-        "Python loop over t": loop,
+        "`linear_scan`: time loop, one autograd node (rnnlab on the CPU)": lambda: linear_scan(a, b),
+        "the same, blocked parallel form (rnnlab off the CPU)": lambda: linear_scan(a, b, blocked=True),
+        "Heinsen log-space form, `torch.logcumsumexp` (the paper's)": heinsen,
+        "Python loop over t under autograd": loop,
     }
     times = interleaved({name: lambda fn=fn: fn().sum().backward() for name, fn in ways.items()}, args.repeats)
     rows = []

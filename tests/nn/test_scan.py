@@ -1,4 +1,4 @@
-"""The parallel-scan cells (minGRU, minLSTM, ssm): the scan against the sequential recurrence, the cells
+"""The parallel-scan cells (minGRU, minLSTM, ssm): the scans against the sequential recurrence, the cells
 against their published equations, their own step functions, chunked processing, autograd; they learn,
 and train/resume through the real trainer bit for bit."""
 
@@ -17,9 +17,10 @@ import rnnlab
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.nn import scan
 from rnnlab.nn.cells import make_cell
 from rnnlab.nn.recurrent import Recurrent
-from rnnlab.nn.scan import SSMCell, linear_scan, logcumsumexp, scan
+from rnnlab.nn.scan import SSMCell, gated_scan, linear_scan, recurrence
 
 SCAN_CELLS = ("mingru", "minlstm", "ssm")
 D, H, N = 3, 4, 2
@@ -36,47 +37,82 @@ def sequential(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tenso
 
 @pytest.mark.parametrize("T", [1, 2, 3, 17, 128, 2000])
 @pytest.mark.parametrize("with_h0", [False, True])
-def test_scan_equals_the_sequential_recurrence(T, with_h0):
+@pytest.mark.parametrize("blocked", [False, True])
+def test_recurrence_equals_the_sequential_recurrence(T, with_h0, blocked):
+    """Both ways of running h_t = a_t h_{t-1} + b_t (the CPU's time loop, the GPU's blocked parallel form), and
+    the adjoint recurrence Q_t = a_{t+1} Q_{t+1} + b_t that backward runs, against the plain loop."""
     torch.manual_seed(T)
     a = torch.sigmoid(torch.randn(N, T, H, dtype=torch.float64) + 2)  # mostly near 1: long memory
-    b_pos = torch.rand(N, T, H, dtype=torch.float64) + 1e-3
-    b_any = torch.randn(N, T, H, dtype=torch.float64)
+    b = torch.randn(N, T, H, dtype=torch.float64)
     h0 = torch.randn(N, H, dtype=torch.float64) if with_h0 else None
     start = h0 if with_h0 else torch.zeros(N, H, dtype=torch.float64)
-    torch.testing.assert_close(scan(a.log(), b_pos.log(), h0), sequential(a, b_pos, start), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(linear_scan(a, b_any, h0), sequential(a, b_any, start), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(recurrence(a, b, h0, blocked=blocked), sequential(a, b, start), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(linear_scan(a, b, h0, blocked=blocked), sequential(a, b, start), rtol=1e-10, atol=1e-10)
+    a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
+    adjoint = sequential(a_next.flip(1), b.flip(1), torch.zeros(N, H, dtype=torch.float64)).flip(1)
+    torch.testing.assert_close(recurrence(a, b, adjoint=True, blocked=blocked), adjoint, rtol=1e-10, atol=1e-10)
 
 
-def test_scan_gradcheck():
+def test_recurrence_in_place_writes_over_b():
+    a, b = torch.rand(N, 9, H, dtype=torch.float64), torch.randn(N, 9, H, dtype=torch.float64)
+    expected = sequential(a, b, torch.zeros(N, H, dtype=torch.float64))
+    h = recurrence(a, b, in_place=True)
+    assert h.data_ptr() == b.data_ptr()
+    torch.testing.assert_close(h, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_scan_gradcheck(with_h0, blocked):
+    """The written-out backward passes of `linear_scan` and `gated_scan` against finite differences."""
     torch.manual_seed(0)
-    a = torch.randn(N, 5, H, dtype=torch.float64).sigmoid().requires_grad_()
-    b = torch.randn(N, 5, H, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(N, 7, H, 2, dtype=torch.float64).sigmoid().requires_grad_()
+    b = torch.randn(N, 7, H, 2, dtype=torch.float64, requires_grad=True)
+    cv = (torch.randn(N, 7, 2 * H, dtype=torch.float64) * 2).requires_grad_()  # v on both sides of g's kink
+    h0 = torch.randn(N, H, 2, dtype=torch.float64, requires_grad=True) if with_h0 else None
+    assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0, blocked=blocked), (a, b, h0))
+    assert torch.autograd.gradcheck(gated_scan, (cv, None if h0 is None else h0[..., 0]))
+
+
+def test_gated_scan_equals_its_equations_under_autograd():
+    """Value and gradient of the one-node `gated_scan` against the same recurrence written with autograd ops
+    (Feng et al.'s g as its two branches), at a length where a wrong shift in the backward would show."""
+    torch.manual_seed(3)
+    cv = (torch.randn(N, 300, 2 * H, dtype=torch.float64) * 3).requires_grad_()
     h0 = torch.randn(N, H, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, h0: scan(a.log(), b, h0), (a, b, h0))
-    assert torch.autograd.gradcheck(linear_scan, (a, b, h0))
+    c, v = cv.chunk(2, -1)
+    z = torch.sigmoid(c)
+    expected = sequential(1 - z, z * torch.where(v >= 0, v + 0.5, torch.sigmoid(v)), h0)
+    ours = gated_scan(cv, h0)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(ours)
+    for mine, theirs in zip(
+        torch.autograd.grad(ours, (cv, h0), w), torch.autograd.grad(expected, (cv, h0), w), strict=True
+    ):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("T", [1, 2, 5, 16, 17, 1999])
-def test_blocked_logcumsumexp_equals_torch_in_value_and_gradient(T):
-    """The blocked scan and its analytic backward against PyTorch's own kernel (float64, spread-out
-    inputs so that terms differ by up to e^±60 and the gradient takes both signs)."""
-    torch.manual_seed(T)
-    x = (torch.randn(N, T, H, dtype=torch.float64) * 20).requires_grad_()
-    g = torch.randn(N, T, H, dtype=torch.float64)
-    ours, theirs = logcumsumexp(x), torch.logcumsumexp(x, 1)
-    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
-    grad_ours, grad_theirs = torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0]
-    torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-9, atol=1e-9)
+def test_g_is_the_papers_two_branches():
+    x = torch.linspace(-30, 30, 10001, dtype=torch.float64)
+    assert torch.equal(scan.g(x), torch.where(x >= 0, x + 0.5, torch.sigmoid(x)))
 
 
-def test_blocked_logcumsumexp_twice_differentiable_and_vmappable():
-    """Hessian-free differentiates the backward again and takes per-example gradients with vmap."""
-    x = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(logcumsumexp, (x,))
-    w = torch.randn(7, 3, dtype=torch.float64)
-    per_row = torch.func.vmap(torch.func.grad(lambda r: (logcumsumexp(r[None]) * w).sum()))(x.detach())
-    expected = torch.func.vmap(torch.func.grad(lambda r: (torch.logcumsumexp(r[None], 1) * w).sum()))(x.detach())
-    torch.testing.assert_close(per_row, expected, rtol=1e-10, atol=1e-10)
+@pytest.mark.parametrize("name", SCAN_CELLS)
+def test_one_node_scan_equals_the_step_loop_in_value_and_gradient(name):
+    """`fused_op = False` (what Hessian-free sets: twice differentiable, vmappable) runs `step` through time;
+    it gives the scan's outputs, final state and gradients."""
+    cell = random_cell(name)
+    x = torch.randn(N, 11, D, dtype=torch.float64, requires_grad=True)
+    state = random_state(cell, name)
+    results = []
+    for fused in (True, False):
+        cell.fused_op = fused
+        out, final = cell(x, state)
+        finals = final if name == "ssm" else (final,)
+        loss = (out * torch.arange(11, dtype=torch.float64)[:, None]).sum() + sum(f.sum() for f in finals)
+        results.append((out, *finals, *torch.autograd.grad(loss, (x, *cell.parameters()))))
+    for ours, loop in zip(*results, strict=True):
+        torch.testing.assert_close(ours, loop, rtol=1e-10, atol=1e-10)
 
 
 def random_cell(name: str, input_size: int = D):

@@ -1,15 +1,18 @@
 """Linear-time recurrences trained with a parallel scan: minGRU, minLSTM and a selective state-space block.
 
 All three have a hidden state that depends *linearly* on its past, h_t = a_t ⊙ h_{t-1} + b_t, with a_t and
-b_t computed from the inputs alone. The whole sequence can then be computed at once with cumulative sums
-(`scan`, `linear_scan`) instead of a step loop, while generation still costs O(1) per token with `step`.
+b_t computed from the inputs alone. All the gates of a sequence are then computed at once, outside any time
+loop, and only this multiply-add is left to run through time (`recurrence`, `gated_scan`, `linear_scan`),
+while generation still costs O(1) per token with `step`.
 
 - minGRU, minLSTM: Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs All We Needed?" (2024).
 - ssm: the selective state space (S6) block of Mamba, Gu & Dao, "Mamba: Linear-Time Sequence Modeling with
   Selective State Spaces" (2023), in pure PyTorch.
-- scan: Heinsen, "Efficient Parallelization of a Ubiquitous Sequential Computation" (2023), in log space,
-  for minGRU/minLSTM whose b_t > 0; linear_scan: Blelloch, "Prefix Sums and Their Applications" (1990),
-  for the SSM whose b_t take both signs.
+- gated_scan (minGRU, minLSTM): one autograd node with its backward (BPTT of the linear recurrence) written
+  out; in linear space, where Feng et al. use Heinsen's log-space cumulative sums (2023): on the CPU a time loop
+  of one multiply-add per step reads the data once and is several times faster than any parallel form
+  (benchmarks/results/scan.md); off the CPU `recurrence` takes a blocked parallel form.
+- linear_scan (ssm): the same recurrence with a_t, b_t given, one autograd node as well.
 
 Every `forward` (parallel) accepts and returns the carried state, so a sequence processed in chunks gives
 the same outputs as one pass (stateful truncated BPTT); `forward_step` (sequential) is the recurrence itself.
@@ -26,39 +29,68 @@ from torch import Tensor, nn
 from rnnlab.nn.cells import Cell, CellState
 
 
-def scan(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Tensor:
-    """h_t = a_t ⊙ h_{t-1} + b_t for all t at once, for a_t > 0 and b_t > 0 given by their logs (N, T, ...).
+def recurrence(
+    a: Tensor,
+    b: Tensor,
+    h0: Tensor | None = None,
+    *,
+    adjoint: bool = False,
+    blocked: bool | None = None,
+    in_place: bool = False,
+) -> Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t for all t (N, T, ...), h_{-1} = h0 (or 0), without autograd.
 
-    Heinsen (2023): with a*_t = Σ_{s≤t} log a_s, h_t = exp(a*_t) h_0 + Σ_{s≤t} exp(a*_t − a*_s) b_s
-                                                   = exp(a*_t) h_0 + exp(a*_t + logcumsumexp_s(log b_s − a*_s)).
-    The initial state h_0 (N, ...) is the extra first term, with weight exp(a*_t); it is added outside the
-    logarithm so that it may be zero or negative (a learned or carried state). Returns h (N, T, ...).
+    `adjoint=True` (without h0) runs the transposed recurrence that backpropagation needs, from the end:
+    Q_t = a_{t+1} ⊙ Q_{t+1} + b_t, Q_{T-1} = b_{T-1}; given b = ∂L/∂h, Q_t is ∂L/∂h_t through all later steps.
+
+    Two ways, equal to rounding: on the CPU a time loop of one fused multiply-add per step, which reads and
+    writes the data once (the scan is memory-bound there, and one pass beats every parallel form, which makes
+    several); elsewhere (`blocked=True`, the default off the CPU) a blocked scan of about 2√T vectorised steps:
+    the recurrence within each of K chunks of C ≈ √T steps for all chunks at once, then across the chunks.
+    Only products of the a_t are formed, never their inverses, so both are stable for any decay 0 ≤ a_t ≤ 1.
+    `in_place=True` lets the time loop write h over b (each b_t is read once, just before h_t is written).
     """
-    a_star = torch.cumsum(log_a, 1)  # a*_t = Σ_{s≤t} log a_s
-    h = torch.exp(a_star + logcumsumexp(log_b - a_star))  # Σ_{s≤t} exp(a*_t − a*_s) b_s
-    if h0 is not None:
-        h = h + torch.exp(a_star) * h0.unsqueeze(1)  # + (Π_{s≤t} a_s) h_0
+    assert h0 is None or not adjoint, "the adjoint recurrence starts from nothing"
+    if blocked if blocked is not None else a.device.type != "cpu":
+        if adjoint:  # the forward recurrence on reversed time, with a shifted by one step
+            a = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
+        return _blocked(a, b, h0, reverse=adjoint)
+    h = b if in_place else torch.empty_like(b)
+    steps = range(b.shape[1] - 1, -1, -1) if adjoint else range(b.shape[1])
+    a_t, b_t, h_t = a.unbind(1), b.unbind(1), h.unbind(1)  # views made once: indexing per step costs µs
+    previous = h0
+    for t in steps:
+        if previous is None:
+            if not in_place:
+                h_t[t].copy_(b_t[t])
+        else:  # forward: a_t ⊙ h_{t-1} + b_t; adjoint: a_{t+1} ⊙ Q_{t+1} + b_t
+            torch.addcmul(b_t[t], a_t[t + 1] if adjoint else a_t[t], previous, out=h_t[t])
+        previous = h_t[t]
     return h
 
 
-def logcumsumexp(x: Tensor) -> Tensor:
-    """log Σ_{s≤t} exp(x_s) along dim 1, as `torch.logcumsumexp(x, 1)` but several times faster on CPU,
-    where PyTorch's kernel and especially its backward cost tens of ns per element.
-
-    A blocked scan: the T steps are cut into K chunks of C ≈ √T; each chunk's running logaddexp is taken
-    for all chunks at once (C vectorised steps), then the chunk totals are carried across chunks (K steps).
-    Every operation is a logaddexp of two finite numbers, so it is as stable as the sequential form.
-    The backward pass is analytic (see `_LogCumSumExp.backward`).
-    """
-    return _LogCumSumExp.apply(x)
-
-
-def _chunks(x: Tensor, C: int, K: int) -> Tensor:
-    """(N, T, ...) → (N, K, C, ...), zero-padded at the end (later positions never affect earlier ones)."""
-    pad = K * C - x.shape[1]
-    if pad:
-        x = F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad))
-    return x.unflatten(1, (K, C))
+def _blocked(a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool) -> Tensor:
+    """`recurrence` as ≈ 2√T vectorised steps (the form for a GPU). `reverse` runs time backwards."""
+    T = b.shape[1]
+    C, K = _chunk_size(T)
+    pad = K * C - T
+    if pad:  # identity steps (a, b) = (1, 0) at the end in time order: they change no earlier state
+        where = (pad, 0) if reverse else (0, pad)
+        a, b = F.pad(a, (0, 0) * (a.dim() - 2) + where, value=1.0), F.pad(b, (0, 0) * (b.dim() - 2) + where)
+    ac, bc = a.unflatten(1, (K, C)), b.unflatten(1, (K, C))
+    order = range(C - 1, -1, -1) if reverse else range(C)
+    local, decay = [], []  # within every chunk at once: the state from a zero start, and Π a since the start
+    for c in order:
+        local.append(bc[:, :, c] if not local else torch.addcmul(bc[:, :, c], ac[:, :, c], local[-1]))
+        decay.append(ac[:, :, c] if not decay else ac[:, :, c] * decay[-1])
+    carried = [torch.zeros_like(local[0][:, 0]) if h0 is None else h0]  # then the state entering each chunk
+    for k in range(K - 1, 0, -1) if reverse else range(K - 1):
+        carried.append(torch.addcmul(local[-1][:, k], decay[-1][:, k], carried[-1]))
+    if reverse:
+        local, decay, carried = local[::-1], decay[::-1], carried[::-1]
+    h = torch.addcmul(torch.stack(local, 2), torch.stack(decay, 2), torch.stack(carried, 1).unsqueeze(2))
+    h = h.flatten(1, 2)
+    return (h[:, pad:] if reverse else h[:, :T]) if pad else h
 
 
 def _chunk_size(T: int) -> tuple[int, int]:
@@ -66,91 +98,92 @@ def _chunk_size(T: int) -> tuple[int, int]:
     return C, math.ceil(T / C)
 
 
-class _LogCumSumExp(torch.autograd.Function):
-    """y = logcumsumexp(x) along dim 1 with a blocked forward and an analytic, blocked backward.
+def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, *, blocked: bool | None = None) -> Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t for all t at once, for 0 ≤ a_t ≤ 1 and b_t of any sign (N, T, ...), from
+    h0 (N, ...) (zeros if None): the SSM's scan. One autograd node whose backward is the adjoint recurrence:
+    ∂L/∂b_t = Q_t, ∂L/∂a_t = Q_t ⊙ h_{t-1}, ∂L/∂h_0 = a_0 ⊙ Q_0. Differentiable once; Hessian-free runs the
+    cells' step loop instead (`Cell.fused_op = False`). `blocked` as for `recurrence`. Returns h (N, T, ...).
+    """
+    return _LinearScan.apply(a, b, h0, blocked)
 
-    Backward: ∂L/∂x_s = Σ_{t≥s} g_t exp(x_s − y_t) = exp(x_s − y_s) Q_s with Q_s = Σ_{t≥s} g_t exp(y_s − y_t),
-    i.e. the reverse recurrence Q_s = g_s + exp(y_s − y_{s+1}) Q_{s+1}. Every factor is ≤ 1 (y only grows), so
-    it is stable for any g of either sign. The backward is made of differentiable operations (HF's
-    curvature products differentiate it again) and of vmappable ones (HF's per-example gradients).
+
+class _LinearScan(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, a: Tensor, b: Tensor, h0: Tensor | None, blocked: bool | None
+    ) -> Tensor:
+        h = recurrence(a, b, h0, blocked=blocked)
+        ctx.save_for_backward(a, h0, h)
+        ctx.blocked = blocked
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, dh: Tensor) -> tuple[Tensor | None, ...]:
+        a, h0, h = ctx.saved_tensors
+        Q = recurrence(a, dh, None, adjoint=True, blocked=ctx.blocked)
+        da = torch.empty_like(h)  # Q_t h_{t-1}, without concatenating h_{-1} to h
+        torch.mul(Q[:, 1:], h[:, :-1], out=da[:, 1:])
+        torch.mul(Q[:, 0], 0 if h0 is None else h0, out=da[:, 0])
+        return da, Q, None if h0 is None else a[:, 0] * Q[:, 0], None
+
+
+def gated_scan(cv: Tensor, h0: Tensor | None = None) -> Tensor:
+    """The min cells' recurrence for all t at once: h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t with z_t = σ(c_t)
+    and h̃_t = g(v_t), from the pre-activations cv = [c, v] (N, T, 2H) and h0 (N, H) (zeros if None).
+    Returns h (N, T, H).
+
+    One autograd node with its backward written out (`_GatedScan.backward`), in linear space: the decay
+    1 − z_t lies in (0, 1), so the recurrence needs no logarithms to be stable (Feng et al. take logs for
+    Heinsen's cumulative-sum form, which divides by products of decays). [c, v] come in one tensor so that
+    their gradient is written into one (N, T, 2H) tensor, not concatenated afterwards. Differentiable once;
+    Hessian-free runs the cells' step loop instead (`Cell.fused_op = False`).
+    """
+    return _GatedScan.apply(cv, h0)
+
+
+class _GatedScan(torch.autograd.Function):
+    """Forward and backward of `gated_scan`, each one `recurrence` plus element-wise passes.
+
+    Backward, with Q_t = ∂L/∂h_t through all later steps (the adjoint recurrence Q_t = a_{t+1} Q_{t+1} + ∂L/∂h_t):
+        ∂L/∂c_t = Q_t ⊙ (h̃_t − h_{t-1}) ⊙ z_t a_t      ∂L/∂v_t = Q_t ⊙ z_t ⊙ g'(v_t)      ∂L/∂h_0 = a_0 ⊙ Q_0
+    with a_t = 1 − z_t, and g'(v) = 1 for v ≥ 0 and σ'(v) = h̃ (1 − h̃) below.
     """
 
-    generate_vmap_rule = True
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, cv: Tensor, h0: Tensor | None) -> Tensor:
+        c, v = cv.chunk(2, -1)
+        z = torch.sigmoid(c)
+        a = 1 - z  # the decay
+        candidate = g(v)
+        h = recurrence(a, z * candidate, h0, in_place=True)
+        ctx.save_for_backward(v, h0, z, a, candidate, h)
+        return h
 
     @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        T = x.shape[1]
-        C, K = _chunk_size(T)
-        xc = _chunks(x, C, K)
-        running = [xc[:, :, 0]]  # within every chunk at once
-        for c in range(1, C):
-            running.append(torch.logaddexp(running[-1], xc[:, :, c]))
-        carried = [running[-1][:, 0]]  # then the chunk totals, across chunks
-        for k in range(1, K - 1):
-            carried.append(torch.logaddexp(carried[-1], running[-1][:, k]))
-        local = torch.stack(running, 2)
-        if K > 1:
-            later = torch.logaddexp(torch.stack(carried, 1).unsqueeze(2), local[:, 1:])
-            local = torch.cat([local[:, :1], later], 1)
-        return local.flatten(1, 2)[:, :T]
-
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
-        ctx.save_for_backward(inputs[0], output)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, g: Tensor) -> Tensor:
-        x, y = ctx.saved_tensors
-        T = x.shape[1]
-        C, K = _chunk_size(T)
-        gc = _chunks(g, C, K)
-        dc = _chunks(torch.exp(y[:, :-1] - y[:, 1:]), C, K)  # d_s = exp(y_s − y_{s+1}); d_{T−1} = 0 (padding)
-        local, reach = [gc[:, :, C - 1]], [dc[:, :, C - 1]]  # Q within the chunk, and Q's weight on the next chunk
-        for c in range(C - 2, -1, -1):
-            local.append(gc[:, :, c] + dc[:, :, c] * local[-1])
-            reach.append(dc[:, :, c] * reach[-1])
-        starts = [torch.zeros_like(local[-1][:, 0])]  # Q at the first position of chunk k + 1, from the end
-        for k in range(K - 1, 0, -1):
-            starts.append(local[-1][:, k] + reach[-1][:, k] * starts[-1])
-        next_start = torch.stack(starts[::-1], 1).unsqueeze(2)
-        Q = torch.stack(local[::-1], 2) + torch.stack(reach[::-1], 2) * next_start
-        return torch.exp(x - y) * Q.flatten(1, 2)[:, :T]
-
-
-def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
-    """h_t = a_t ⊙ h_{t-1} + b_t for all t at once, for 0 < a_t ≤ 1 and b_t of any sign (N, T, ...).
-
-    A work-efficient parallel scan (Blelloch 1990) in linear space, for the selective SSM whose inputs
-    B̄_t x_t take both signs (so they have no real logarithm). Only products of the a_t ≤ 1 are formed,
-    never their inverses, so it is stable for any decay. The initial state h_0 (N, ...) is the state
-    before the first step; it is handed down the recursion, whose first pair starts from it too, so it
-    costs no extra pass over (N, T, ...). Returns h (N, T, ...).
-    """
-    T = a.shape[1]
-    if T == 1:
-        return b if h0 is None else a * h0.unsqueeze(1) + b
-    if T % 2:  # make the length even with an identity step (a, b) = (1, 0)
-        pad = (0, 0) * (a.dim() - 2) + (0, 1)
-        a, b = F.pad(a, pad, value=1.0), F.pad(b, pad)
-    (a_even, a_odd), (b_even, b_odd) = a.unflatten(1, (-1, 2)).unbind(2), b.unflatten(1, (-1, 2)).unbind(2)
-    # two steps in one: h_{2i+1} = (a_{2i+1} a_{2i}) h_{2i-1} + (a_{2i+1} b_{2i} + b_{2i+1})
-    h_odd = linear_scan(a_odd * a_even, a_odd * b_even + b_odd, h0)
-    # then each step in between: h_{2i} = a_{2i} h_{2i-1} + b_{2i}, with h_{-1} = h_0
-    first = torch.zeros_like(h_odd[:, :1]) if h0 is None else h0.unsqueeze(1)
-    h_before = torch.cat([first, h_odd[:, :-1]], 1)
-    h_even = a_even * h_before + b_even
-    h = torch.stack([h_even, h_odd], 2).flatten(1, 2)
-    return h[:, :T] if h.shape[1] > T else h  # an un-needed full slice would cost a zero-filled gradient
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, dh: Tensor) -> tuple[Tensor, Tensor | None]:
+        v, h0, z, a, candidate, h = ctx.saved_tensors
+        Q = recurrence(a, dh, None, adjoint=True)
+        dcv = torch.empty(*h.shape[:-1], 2 * h.shape[-1], dtype=h.dtype, device=h.device)
+        dc, dv = dcv.chunk(2, -1)
+        torch.sub(candidate[:, 1:], h[:, :-1], out=dc[:, 1:])  # h̃_t − h_{t-1}, without concatenating h_{-1} to h
+        torch.sub(candidate[:, 0], 0 if h0 is None else h0, out=dc[:, 0])
+        dc.mul_(Q).mul_(z).mul_(a)  # Q (h̃_t − h_{t-1}) z a
+        torch.clamp(candidate, max=0.5, out=dv)  # g'(v): h̃ (1 − h̃) where v < 0 (there h̃ = σ(v) < ½) ...
+        torch.addcmul(dv, dv, dv, value=-1, out=dv)
+        dv.add_(torch.ge(v, 0, out=torch.empty_like(candidate)), alpha=0.75)  # ... and ¼ + ¾ = 1 where v ≥ 0
+        dv.mul_(Q).mul_(z)
+        return dcv, None if h0 is None else a[:, 0] * Q[:, 0]
 
 
 def g(x: Tensor) -> Tensor:
-    """Feng et al.'s positive activation for the candidate state: x + 0.5 for x ≥ 0, σ(x) below (continuous at 0)."""
-    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+    """Feng et al.'s positive activation for the candidate state: x + ½ for x ≥ 0, σ(x) below (continuous at 0).
 
-
-def log_g(x: Tensor) -> Tensor:
-    """log g(x), computed without ever taking the log of a small number: log(x + 0.5), or log σ(x) = −softplus(−x)."""
-    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+    Written as max(x + ½, σ(x)), which is the same function (σ lies below its tangent x/4 + ½ for x > 0 and
+    above it for x < 0) and costs no branch per element.
+    """
+    return torch.maximum(x + 0.5, torch.sigmoid(x))
 
 
 class MinGRUCell(Cell):
@@ -158,9 +191,10 @@ class MinGRUCell(Cell):
 
         z_t = σ(W_z x_t + b_z)      h̃_t = g(W_h x_t + b_h)      h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
 
-    `weight_ih` (2H, D) and `bias_ih` (2H) stack (z, h̃). Training uses the paper's log-space form:
-    log a_t = log(1 − z_t) = −softplus(k_t), log b_t = log z_t + log h̃_t = −softplus(−k_t) + log g(·).
+    `weight_ih` (2H, D) and `bias_ih` (2H) stack (z, h̃). A sequence runs as one `gated_scan`.
     """
+
+    fused_op = True
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -176,11 +210,11 @@ class MinGRUCell(Cell):
         return h, h
 
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by the log-space scan."""
-        k, v = self.project(x).chunk(2, -1)
-        log_a = -F.softplus(k)  # log(1 − z_t)
-        log_b = -F.softplus(-k) + log_g(v)  # log z_t + log h̃_t
-        h = scan(log_a, log_b, state)
+        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan` (the step loop when
+        `fused_op` is off)."""
+        if not self.fused_op:
+            return super().forward(x, state)
+        h = gated_scan(self.project(x), state)
         return h, h[:, -1]
 
 
@@ -190,9 +224,12 @@ class MinLSTMCell(Cell):
         i_t = σ(W_i x_t + b_i)    f_t = σ(W_f x_t + b_f)    f'_t = f_t / (f_t + i_t)    i'_t = i_t / (f_t + i_t)
         h̃_t = g(W_h x_t + b_h)     h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
 
-    `weight_ih` (3H, D) and `bias_ih` (3H) stack (i, f, h̃), in `torch.nn.LSTM`'s gate order. In log space,
-    with d = log i − log f = softplus(−k_f) − softplus(−k_i): log f' = −softplus(d), log i' = −softplus(−d).
+    `weight_ih` (3H, D) and `bias_ih` (3H) stack (i, f, h̃), in `torch.nn.LSTM`'s gate order. Since f' + i' = 1,
+    this is minGRU's recurrence with z_t = i'_t = σ(log i_t − log f_t), computed that way (the quotient
+    would be 0/0 once both gates underflow), so a sequence runs as one `gated_scan` too.
     """
+
+    fused_op = True
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -203,17 +240,22 @@ class MinLSTMCell(Cell):
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         ki, kf, v = xw.chunk(3, -1)
-        i, f = torch.sigmoid(ki), torch.sigmoid(kf)
-        h = f / (f + i) * state + i / (f + i) * g(v)  # h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
+        i_norm = torch.sigmoid(self._log_ratio(ki, kf))  # i'_t = i_t / (f_t + i_t), and f'_t = 1 − i'_t
+        h = torch.lerp(state, g(v), i_norm)  # h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
         return h, h
 
+    @staticmethod
+    def _log_ratio(ki: Tensor, kf: Tensor) -> Tensor:
+        """log i_t − log f_t = softplus(−k_f) − softplus(−k_i), as log σ(k) = −softplus(−k)."""
+        return F.softplus(-kf) - F.softplus(-ki)
+
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by the log-space scan."""
+        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan` (the step loop when
+        `fused_op` is off)."""
+        if not self.fused_op:
+            return super().forward(x, state)
         ki, kf, v = self.project(x).chunk(3, -1)
-        d = F.softplus(-kf) - F.softplus(-ki)  # log i_t − log f_t
-        log_a = -F.softplus(d)  # log f'_t = −log(1 + i_t / f_t)
-        log_b = -F.softplus(-d) + log_g(v)  # log i'_t + log h̃_t
-        h = scan(log_a, log_b, state)
+        h = gated_scan(torch.cat([self._log_ratio(ki, kf), v], -1), state)
         return h, h[:, -1]
 
 
@@ -229,6 +271,8 @@ class SSMCell(Cell):
     The state is O(1) in the sequence length: (the last k − 1 conv inputs (N, E, k−1), h (N, E, S)), a tuple
     whose shapes do not depend on the layer, so `Recurrent` can stack it. Parameter names follow Mamba's.
     """
+
+    fused_op = True
 
     def __init__(self, input_size: int, hidden_size: int, expand: int = 2, d_state: int = 16, d_conv: int = 4) -> None:
         super().__init__()
@@ -283,7 +327,10 @@ class SSMCell(Cell):
         return self._output(u, xc, z, y), (window[..., 1:], h)
 
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> (N, T, H), final (conv, ssm) state: the recurrence by `linear_scan`."""
+        """A sequence x (N, T, D) -> (N, T, H), final (conv, ssm) state: the recurrence by `linear_scan` (the
+        step loop when `fused_op` is off)."""
+        if not self.fused_op:
+            return super().forward(x, state)
         if state is None:
             conv, h0 = self.initial_state(x.shape[0], x.device, x.dtype)
         else:

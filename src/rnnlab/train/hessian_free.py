@@ -232,7 +232,7 @@ class HessianFree:
         params = list(self.named.values())
         outputs, hidden = self._forward(self.named, inputs, plain=self.curvature_on_twin)
         roots = [outputs] if hidden is None else [outputs, hidden]
-        dummies = [torch.ones_like(r, requires_grad=True) for r in roots]  # any u; 0 makes logcumsumexp NaN
+        dummies = [torch.ones_like(r, requires_grad=True) for r in roots]  # any u: Jᵀu is linear in it
         transposed = torch.autograd.grad(roots, params, dummies, create_graph=True)  # Jᵀu, a function of u
         outputs_d = outputs.detach()
         structural = self.mu * self.damping / mask.shape[0]
