@@ -2,8 +2,8 @@
 
 1. Forward + backward of one layer (D = H) on N sequences of T steps, for several T, all in this run.
 2. The scan kernels alone, at the longest T: rnnlab's `linear_scan` (a time loop of one multiply-add per step in
-   one autograd node), its blocked parallel form (what it runs off the CPU), Heinsen's log-space form (Feng et al.'s
-   choice) and a Python loop under autograd.
+   one autograd node), its blocked parallel form (what it runs off the CPU) and Heinsen's log-space form (Feng et
+   al.'s choice). (A Python loop under autograd took 18-90 s here: no longer measured.)
 3. Sampling: ms per generated token after a prefix of 100 and of 10,000 tokens (state carried, one token
    per call, as `LanguageModel.stream` does): flat in the prefix length means O(1) state.
 
@@ -85,18 +85,11 @@ def throughput(args: argparse.Namespace) -> str:
 
 
 def kernels(args: argparse.Namespace) -> str:
-    """h_t = a_t h_{t-1} + b_t on (N, T, H), forward + backward, four ways."""
+    """h_t = a_t h_{t-1} + b_t on (N, T, H), forward + backward, three ways."""
     N, T, H = args.batch, max(args.seq), args.hidden
     torch.manual_seed(0)
     a = torch.sigmoid(torch.randn(N, T, H) + 2).requires_grad_()
     b = torch.rand(N, T, H).requires_grad_()
-
-    def loop() -> torch.Tensor:
-        h, out = torch.zeros(N, H), []
-        for t in range(T):
-            h = a[:, t] * h + b[:, t]
-            out.append(h)
-        return torch.stack(out, 1)
 
     def heinsen() -> torch.Tensor:  # Feng et al.'s log-space form (Heinsen 2023), with PyTorch's logcumsumexp
         a_star = torch.cumsum(a.log(), 1)
@@ -106,7 +99,6 @@ def kernels(args: argparse.Namespace) -> str:
         "`linear_scan`: time loop, one autograd node (rnnlab on the CPU)": lambda: linear_scan(a, b),
         "the same, blocked parallel form (rnnlab off the CPU)": lambda: linear_scan(a, b, blocked=True),
         "Heinsen log-space form, `torch.logcumsumexp` (the paper's)": heinsen,
-        "Python loop over t under autograd": loop,
     }
     times = interleaved({name: lambda fn=fn: fn().sum().backward() for name, fn in ways.items()}, args.repeats)
     rows = []
