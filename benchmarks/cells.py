@@ -166,7 +166,7 @@ def main() -> None:
         "whenever a per-layer extra is asked for; `cell, fused op` = the LSTM and GRU cells' own sequence path, "
         "PyTorch's fused op on the cell's weights (what the layered stack runs for them; the step loop is kept for "
         "peepholes and Hessian-free's vmap); "
-        "`parallel scan` = minGRU/minLSTM's log-space scan (`benchmarks/scan.py`); `matrix products only` = "
+        "`parallel scan` = minGRU/minLSTM's `gated_scan` (`benchmarks/scan.py`); `matrix products only` = "
         "the cell's matrix products at its shapes, forward and backward, joined by one add each and nothing else "
         "(`MatrixProducts`): the floor for any path built on PyTorch's matmul (the peephole LSTM's is the lstm "
         "row; rnn-relu's and irnn's are rnn-tanh's).\n"

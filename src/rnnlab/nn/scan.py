@@ -102,9 +102,16 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, *, blocked: bool
     """h_t = a_t ⊙ h_{t-1} + b_t for all t at once, for 0 ≤ a_t ≤ 1 and b_t of any sign (N, T, ...), from
     h0 (N, ...) (zeros if None): the SSM's scan. One autograd node whose backward is the adjoint recurrence:
     ∂L/∂b_t = Q_t, ∂L/∂a_t = Q_t ⊙ h_{t-1}, ∂L/∂h_0 = a_0 ⊙ Q_0. Differentiable once; Hessian-free runs the
-    cells' step loop instead (`Cell.fused_op = False`). `blocked` as for `recurrence`. Returns h (N, T, ...).
+    cells' step loop instead (`Cell.fused_op = False`). `blocked` as for `recurrence`. Runs in float32 at least.
+    Returns h (N, T, ...).
     """
-    return _LinearScan.apply(a, b, h0, blocked)
+    return _LinearScan.apply(*_at_least_float32(a, b, h0), blocked)
+
+
+def _at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
+    """The tensors in float32 (float64 stays): a state summed over T steps must not be kept in bf16 or fp16,
+    which mixed-precision training would otherwise hand these nodes."""
+    return [None if t is None else t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
 
 
 class _LinearScan(torch.autograd.Function):
@@ -137,9 +144,9 @@ def gated_scan(cv: Tensor, h0: Tensor | None = None) -> Tensor:
     1 − z_t lies in (0, 1), so the recurrence needs no logarithms to be stable (Feng et al. take logs for
     Heinsen's cumulative-sum form, which divides by products of decays). [c, v] come in one tensor so that
     their gradient is written into one (N, T, 2H) tensor, not concatenated afterwards. Differentiable once;
-    Hessian-free runs the cells' step loop instead (`Cell.fused_op = False`).
+    Hessian-free runs the cells' step loop instead (`Cell.fused_op = False`). Runs in float32 at least.
     """
-    return _GatedScan.apply(cv, h0)
+    return _GatedScan.apply(*_at_least_float32(cv, h0))
 
 
 class _GatedScan(torch.autograd.Function):
