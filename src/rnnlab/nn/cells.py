@@ -30,7 +30,8 @@ class Cell(nn.Module):
     """A recurrent cell: `project` the inputs once, then `step` through time."""
 
     hidden_size: int
-    # True where `forward` runs PyTorch's fused op on the cell's weights (LSTM, GRU). False forces the step loop,
+    # True where `forward` runs a whole sequence as one op with its own backward: PyTorch's fused op on the cell's
+    # weights (LSTM, GRU) or rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py). False forces the step loop,
     # which `torch.func.vmap` and double backward need (Hessian-free's curvature products).
     fused_op: bool = False
 
