@@ -79,11 +79,11 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
                 found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))
             cell = make_cell(name, H, H, peephole=peephole)
             if cell.fused_op and not peephole:  # the cell's own sequence path, then its step loop
-                found.append((label, "cell, fused op", cell, lambda m, x: m(x)[0]))
+                own = "one-node scan" if name.startswith("min") else "cell, fused op"
+                found.append((label, own, cell, lambda m, x: m(x)[0]))
                 cell = make_cell(name, H, H)
                 cell.fused_op = False
-            found.append((label, "parallel scan" if name.startswith("min") else "autograd loop", cell,
-                          lambda m, x: m(x)[0]))  # fmt: skip
+            found.append((label, "autograd loop", cell, lambda m, x: m(x)[0]))
             if name in PRODUCTS and name not in ("rnn-relu", "irnn") and label != "lstm --peephole":
                 found.append((label, "matrix products only", MatrixProducts(name, H, H), lambda m, x: m(x)))
     return found
@@ -166,7 +166,8 @@ def main() -> None:
         "whenever a per-layer extra is asked for; `cell, fused op` = the LSTM and GRU cells' own sequence path, "
         "PyTorch's fused op on the cell's weights (what the layered stack runs for them; the step loop is kept for "
         "peepholes and Hessian-free's vmap); "
-        "`parallel scan` = minGRU/minLSTM's `gated_scan` (`benchmarks/scan.py`); `matrix products only` = "
+        "`one-node scan` = minGRU/minLSTM's `gated_scan`, what `rnnlab train` runs for them (`benchmarks/scan.py`; "
+        "their `autograd loop` is what Hessian-free runs); `matrix products only` = "
         "the cell's matrix products at its shapes, forward and backward, joined by one add each and nothing else "
         "(`MatrixProducts`): the floor for any path built on PyTorch's matmul (the peephole LSTM's is the lstm "
         "row; rnn-relu's and irnn's are rnn-tanh's).\n"
