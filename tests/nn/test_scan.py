@@ -243,7 +243,7 @@ def test_ssm_rejects_a_learned_initial_state():
         ModelConfig(vocab_size=5, cell="ssm", learn_init=True).validate()
 
 
-@pytest.mark.parametrize("name", ["mingru", "ssm"])
+@pytest.mark.parametrize("name", SCAN_CELLS)
 def test_train_resume_continues_exactly_and_samples(name, tmp_path: Path, corpus_file: Path, tiny: dict):
     """As tests/train: N steps in one go == N/2 steps, then resume to N, byte for byte; then it samples."""
     args = dict(max_steps=20, eval_every=5, checkpoint_every=5, decay="none", dropout=0.1, cell=name, **tiny)
