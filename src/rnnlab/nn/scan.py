@@ -1,4 +1,4 @@
-"""Linear-time recurrences trained with a parallel scan: minGRU, minLSTM and a selective state-space block.
+"""Linear recurrences: minGRU, minLSTM and a selective state-space block, trained a whole sequence at a time.
 
 All three have a hidden state that depends *linearly* on its past, h_t = a_t ⊙ h_{t-1} + b_t, with a_t and
 b_t computed from the inputs alone. All the gates of a sequence are then computed at once, outside any time
