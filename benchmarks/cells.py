@@ -78,7 +78,7 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
             if name in FUSED and not peephole:
                 found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))
             cell = make_cell(name, H, H, peephole=peephole)
-            if cell.fused_op and not peephole:  # the cell's own sequence path, then its step loop
+            if cell.fused_op:  # the cell's own sequence path, then its step loop
                 own = "one-node scan" if name.startswith("min") else "cell, fused op"
                 found.append((label, own, cell, lambda m, x: m(x)[0]))
                 cell = make_cell(name, H, H)

@@ -6,7 +6,8 @@ Every cell splits its work the same way, which is also its fast path:
 `forward_step(x_t, state)` (one step, used for sampling) and `forward(x, state)` (a sequence, used for
 training) are both built from these two, so they agree by construction, and tests check it anyway. The LSTM
 and GRU cells, whose equations are PyTorch's, run a sequence with PyTorch's fused op on their own weights
-instead (`fused_op`); tests check it against their step loop in value and gradient.
+instead (`sequence`, used while `fused_op` is on), as do the scan cells with theirs (nn/scan.py); tests check
+each against its step loop in value and gradient.
 
 Shapes: x (N, T, D) batch-first, h (N, H). State is a tensor h, or a tuple (h, c) for the LSTM.
 Parameter names and gate order follow `torch.nn.RNN/LSTM/GRU` where the equations are the same
@@ -30,9 +31,9 @@ class Cell(nn.Module):
     """A recurrent cell: `project` the inputs once, then `step` through time."""
 
     hidden_size: int
-    # True where `forward` runs a whole sequence as one op with its own backward: PyTorch's fused op on the cell's
-    # weights (LSTM, GRU) or rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py). False forces the step loop,
-    # which `torch.func.vmap` and double backward need (Hessian-free's curvature products).
+    # True where `forward` runs a whole sequence as one op with its own backward (`sequence`): PyTorch's fused op
+    # on the cell's weights (LSTM, GRU) or rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py). False forces the
+    # step loop, which `torch.func.vmap` and double backward need (Hessian-free's curvature products).
     fused_op: bool = False
 
     def project(self, x: Tensor) -> Tensor:
@@ -67,10 +68,17 @@ class Cell(nn.Module):
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.step(self.project(x), state)
 
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """A whole sequence as one op, for cells with `fused_op`: same contract as `forward`."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence: x (N, T, D) -> outputs (N, T, H), final state."""
+        """A sequence: x (N, T, D) -> outputs (N, T, H), final state. By `sequence` when `fused_op` is on,
+        else by the step loop."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
+        if self.fused_op:
+            return self.sequence(x, state)
         outputs, step = [], self.stepper()
         # The projection is hoisted out of the time loop; `unbind` (not xw[:, t]) gives autograd one
         # gradient to stack, where T slices would each scatter into a zero tensor of xw's full size.
@@ -141,17 +149,16 @@ class LSTMCell(Cell):
             self.bias_ih[H : 2 * H].fill_(forget_bias)
             self.bias_hh[H : 2 * H].zero_()
         self.peephole = nn.Parameter(torch.zeros(3, H)) if peephole else None
+        self.fused_op = not peephole  # PyTorch's fused op has no peepholes
 
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         zeros = torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
         return zeros, zeros.clone()
 
-    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence. Without peepholes the equations are `torch.nn.LSTM`'s, so PyTorch's fused op runs them
-        on this cell's own weights (1.3-1.6x faster than the step loop on one CPU thread; cuDNN on a GPU)."""
-        if self.peephole is not None or not self.fused_op:
-            return super().forward(x, state)
-        h, c = state if state is not None else self.initial_state(x.shape[0], x.device, x.dtype)
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """Without peepholes the equations are `torch.nn.LSTM`'s, so PyTorch's fused op runs them on this
+        cell's own weights (1.3-1.6x faster than the step loop on one CPU thread; cuDNN on a GPU)."""
+        h, c = state
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         out, h, c = torch.lstm(x, (h[None], c[None]), weights, True, 1, 0.0, self.training, False, True)
         return out, (h[0], c[0])
@@ -181,13 +188,10 @@ class GRUCell(Cell):
         super().__init__()
         _gate_params(self, input_size, hidden_size, 3, 3)
 
-    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence, by PyTorch's fused GRU op on this cell's own weights (the equations are the same)."""
-        if not self.fused_op:
-            return super().forward(x, state)
-        h = state if state is not None else self.initial_state(x.shape[0], x.device, x.dtype)
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """PyTorch's fused GRU op on this cell's own weights (the equations are the same)."""
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        out, h = torch.gru(x, h[None], weights, True, 1, 0.0, self.training, False, True)
+        out, h = torch.gru(x, state[None], weights, True, 1, 0.0, self.training, False, True)
         return out, h[0]
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:

@@ -164,7 +164,7 @@ class _GatedScan(torch.autograd.Function):
         a = 1 - z  # the decay
         candidate = g(v)
         h = recurrence(a, z * candidate, h0, in_place=True)
-        ctx.save_for_backward(v, h0, z, a, candidate, h)
+        ctx.save_for_backward(v, h0, z, a, candidate, h)  # a = 1 − z kept, not recomputed: one pass fewer
         return h
 
     @staticmethod
@@ -216,11 +216,8 @@ class MinGRUCell(Cell):
         h = (1 - z) * state + z * g(v)  # h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ g(W_h x_t + b_h)
         return h, h
 
-    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan` (the step loop when
-        `fused_op` is off)."""
-        if not self.fused_op:
-            return super().forward(x, state)
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan`."""
         h = gated_scan(self.project(x), state)
         return h, h[:, -1]
 
@@ -256,11 +253,8 @@ class MinLSTMCell(Cell):
         """log i_t − log f_t = softplus(−k_f) − softplus(−k_i), as log σ(k) = −softplus(−k)."""
         return F.softplus(-kf) - F.softplus(-ki)
 
-    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan` (the step loop when
-        `fused_op` is off)."""
-        if not self.fused_op:
-            return super().forward(x, state)
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """x (N, T, D) -> h (N, T, H), h_T: all steps at once by `gated_scan`."""
         ki, kf, v = self.project(x).chunk(3, -1)
         h = gated_scan(torch.cat([self._log_ratio(ki, kf), v], -1), state)
         return h, h[:, -1]
@@ -333,15 +327,9 @@ class SSMCell(Cell):
         y = (h @ C.unsqueeze(-1)).squeeze(-1)  # C h
         return self._output(u, xc, z, y), (window[..., 1:], h)
 
-    def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
-        """A sequence x (N, T, D) -> (N, T, H), final (conv, ssm) state: the recurrence by `linear_scan` (the
-        step loop when `fused_op` is off)."""
-        if not self.fused_op:
-            return super().forward(x, state)
-        if state is None:
-            conv, h0 = self.initial_state(x.shape[0], x.device, x.dtype)
-        else:
-            conv, h0 = state
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """x (N, T, D) -> (N, T, H), final (conv, ssm) state: the recurrence by `linear_scan`."""
+        conv, h0 = state
         u, xs, z = self._split(self.project(x))
         window = torch.cat([conv, xs.transpose(1, 2)], -1)  # (N, E, k−1+T): the carried inputs first
         xc = F.silu(F.conv1d(window, self.conv1d.weight, self.conv1d.bias, groups=self.inner)).transpose(1, 2)
