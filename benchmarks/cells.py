@@ -79,9 +79,10 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
                 found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))
             cell = make_cell(name, H, H, peephole=peephole)
             if cell.fused_op:  # the cell's own sequence path, then its step loop
-                own = "one-node scan" if name.startswith("min") else "cell, fused op"
+                own = "hand-written BPTT" if peephole else "cell, fused op"
+                own = "one-node scan" if name.startswith("min") else own
                 found.append((label, own, cell, lambda m, x: m(x)[0]))
-                cell = make_cell(name, H, H)
+                cell = make_cell(name, H, H, peephole=peephole)
                 cell.fused_op = False
             found.append((label, "autograd loop", cell, lambda m, x: m(x)[0]))
             if name in PRODUCTS and name not in ("rnn-relu", "irnn") and label != "lstm --peephole":
@@ -165,7 +166,9 @@ def main() -> None:
         "in one product, then the step loop under autograd, what `rnnlab train` uses for every other cell and "
         "whenever a per-layer extra is asked for; `cell, fused op` = the LSTM and GRU cells' own sequence path, "
         "PyTorch's fused op on the cell's weights (what the layered stack runs for them; the step loop is kept for "
-        "peepholes and Hessian-free's vmap); "
+        "Hessian-free's vmap); `hand-written BPTT` = the peephole LSTM as one autograd node, its forward loop and "
+        "backward written out with the weight gradients of all steps in one product each (`nn/peephole_lstm.py`, "
+        "what `rnnlab train --peephole` runs); "
         "`one-node scan` = minGRU/minLSTM's `gated_scan`, what `rnnlab train` runs for them (`benchmarks/scan.py`; "
         "their `autograd loop` is what Hessian-free runs); `matrix products only` = "
         "the cell's matrix products at its shapes, forward and backward, joined by one add each and nothing else "

@@ -120,12 +120,13 @@ def test_sequence_forward_equals_step_by_step(name, peephole):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
-def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name):
-    """LSTM and GRU cells run a sequence with PyTorch's fused op; `fused_op = False` gives the step loop."""
+@pytest.mark.parametrize(("name", "peephole"), [("lstm", False), ("gru", False), ("lstm", True)])
+def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name, peephole):
+    """LSTM and GRU cells run a sequence with PyTorch's fused op, the peephole LSTM with its hand-written BPTT
+    (nn/peephole_lstm.py); `fused_op = False` gives the step loop."""
     from rnnlab.train.hessian_free import plain_copy
 
-    cell = random_cell(name, False)
+    cell = random_cell(name, peephole)
     x = torch.randn(N, T, D, dtype=torch.float64, requires_grad=True)
     start = cell.initial_state(N, x.device, x.dtype)
     start = tuple(torch.randn_like(s) for s in start) if isinstance(start, tuple) else torch.randn_like(start)
@@ -141,7 +142,7 @@ def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name):
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     cell.fused_op = True
-    twin, _ = plain_copy(Recurrent(name, D, H, 2, layer_norm=True))
+    twin, _ = plain_copy(Recurrent(name, D, H, 2, layer_norm=True, peephole=peephole))
     assert all(not c.fused_op for c in twin.layers)
 
 

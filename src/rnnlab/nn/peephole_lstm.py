@@ -1,0 +1,112 @@
+"""The peephole LSTM layer as one autograd node: a forward time loop and backpropagation through time by hand.
+
+PyTorch's fused LSTM has no peepholes, and the cell's step loop under autograd records about twenty nodes per
+step, each with its own backward and allocations (1.1-1.3x nn.LSTM's time). This node runs the same
+equations (`LSTMCell`, gate order i, f, g, o):
+
+    i = σ(a_i + p_i ⊙ c_{t-1})   f = σ(a_f + p_f ⊙ c_{t-1})   g = tanh(a_g)   a = W_ih x_t + b + W_hh h_{t-1}
+    c_t = f ⊙ c_{t-1} + i ⊙ g    o = σ(a_o + p_o ⊙ c_t)       h_t = o ⊙ tanh(c_t)
+
+and keeps in the time loop only what must be there: one product with W_hh per step, forward and backward, and
+the gate arithmetic in place. Everything that can wait for the whole sequence is done once, as large products
+that run near the machine's matrix-product speed: the input projection for all steps, and in backward the
+gradients of W_ih, W_hh, b and x from the gate gradients of all steps (how cuDNN and oneDNN lay out the LSTM).
+
+Backward, step t from T down to 1, with dh, dc the gradients reaching h_t, c_t from later steps and the output:
+    d_o = dh ⊙ tanh(c_t) ⊙ o(1 − o)                  dc += dh ⊙ o ⊙ (1 − tanh²(c_t)) + p_o ⊙ d_o
+    d_g = dc ⊙ i ⊙ (1 − g²)    d_i = dc ⊙ g ⊙ i(1 − i)    d_f = dc ⊙ c_{t-1} ⊙ f(1 − f)
+    dc_{t-1} = dc ⊙ f + p_i ⊙ d_i + p_f ⊙ d_f         dh_{t-1} = output gradient + [d_i d_f d_g d_o] W_hh
+The node is differentiable once (Hessian-free runs the cell's step loop instead, `Cell.fused_op = False`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+# σ'(a) and tanh'(a) from the activations, in one pass each, written into a given tensor.
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad ⊙ y(1 − y)
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad ⊙ (1 − y²)
+
+
+def peephole_lstm(
+    x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor, peephole: Tensor, h0: Tensor, c0: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """x (N, T, D), weights as `LSTMCell` (bias = b_ih + b_hh), peephole (3, H) = (p_i, p_f, p_o), h0 and c0
+    (N, H) -> outputs (N, T, H), h_T, c_T. Runs in float32 at least: under mixed precision the cell state is
+    not kept in bf16 or fp16."""
+    tensors = (x, weight_ih, bias, weight_hh, peephole, h0, c0)
+    with torch.autocast(x.device.type, enabled=False):
+        return _PeepholeLSTM.apply(*(t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors))
+
+
+class _PeepholeLSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor, peephole: Tensor,
+        h0: Tensor, c0: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        N, T, D = x.shape
+        H = weight_hh.shape[1]
+        # The input's share of every gate for all steps in one product; each step adds W_hh h_{t-1} in place,
+        # then the gates' activations overwrite their pre-activations (backward needs only the activations).
+        gates = torch.addmm(bias, x.reshape(N * T, D), weight_ih.t()).view(N, T, 4, H)
+        cells, out, tanh_c = x.new_empty(N, T, H), x.new_empty(N, T, H), x.new_empty(N, H)
+        w_hh, p_if, p_o = weight_hh.t(), peephole[:2], peephole[2]
+        h, c = h0, c0
+        for t in range(T):
+            a = gates[:, t]  # (N, 4, H): i, f, g, o
+            a.view(N, 4 * H).addmm_(h, w_hh)
+            a[:, :2].addcmul_(p_if, c.unsqueeze(1)).sigmoid_()
+            a[:, 2].tanh_()
+            c = torch.mul(a[:, 1], c, out=cells[:, t]).addcmul_(a[:, 0], a[:, 2])
+            a[:, 3].addcmul_(p_o, c).sigmoid_()
+            h = torch.mul(a[:, 3], torch.tanh(c, out=tanh_c), out=out[:, t])
+        ctx.save_for_backward(x, weight_ih, weight_hh, peephole, h0, c0, gates, cells, out)
+        return out, h.clone(), c.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, d_out: Tensor | None, d_hT: Tensor | None, d_cT: Tensor | None
+    ) -> tuple[Tensor, ...]:
+        x, weight_ih, weight_hh, peephole, h0, c0, gates, cells, out = ctx.saved_tensors
+        N, T, _, H = gates.shape
+        with torch.autocast(x.device.type, enabled=False):
+            d_gates = torch.empty_like(gates)
+            dh = x.new_zeros(N, H) if d_hT is None else d_hT.clone()
+            dc = x.new_zeros(N, H) if d_cT is None else d_cT.clone()
+            d_peephole = x.new_zeros(3, N, H)  # summed over the batch at the end
+            p_i, p_f, p_o = peephole.unbind(0)
+            tanh_c, u = x.new_empty(N, H), x.new_empty(N, H)  # u: scratch
+            for t in range(T - 1, -1, -1):
+                if t < T - 1:  # dh_t = output gradient + (gate gradients of step t+1) W_hh
+                    later = d_gates[:, t + 1].reshape(N, 4 * H)
+                    dh = later @ weight_hh if d_out is None else torch.addmm(d_out[:, t], later, weight_hh)
+                elif d_out is not None:
+                    dh = dh + d_out[:, t]
+                i, f, g, o = gates[:, t].unbind(1)
+                d_i, d_f, d_g, d_o = d_gates[:, t].unbind(1)
+                c, c_prev = cells[:, t], cells[:, t - 1] if t else c0
+                torch.tanh(c, out=tanh_c)
+                dc.add_(_tanh_backward(torch.mul(dh, o, out=u), tanh_c, grad_input=u))
+                _sigmoid_backward(torch.mul(dh, tanh_c, out=u), o, grad_input=d_o)
+                dc.addcmul_(d_o, p_o)
+                _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=d_g)
+                _sigmoid_backward(torch.mul(dc, g, out=u), i, grad_input=d_i)
+                _sigmoid_backward(torch.mul(dc, c_prev, out=u), f, grad_input=d_f)
+                dc.mul_(f).addcmul_(d_i, p_i).addcmul_(d_f, p_f)  # now the gradient reaching c_{t-1}
+                d_peephole[0].addcmul_(d_i, c_prev)
+                d_peephole[1].addcmul_(d_f, c_prev)
+                d_peephole[2].addcmul_(d_o, c)
+            # The products over all steps at once, on the (N·T, 4H) gate gradients.
+            flat = d_gates.view(N * T, 4 * H)
+            d_x = (flat @ weight_ih).view(x.shape)
+            d_weight_ih = flat.t() @ x.reshape(N * T, -1)
+            # Σ_t d_t^T h_{t-1}: shifting the rows by one pairs (n, t) with (n, t-1) in a single product, and
+            # (n, 0) with (n-1, T-1) where h_0 belongs: those N-1 pairs are taken out and h_0 put in.
+            first = d_gates[:, 0].reshape(N, 4 * H)
+            d_weight_hh = flat[1:].t() @ out.view(N * T, H)[:-1]
+            d_weight_hh.addmm_(first[1:].t(), out[:-1, -1], alpha=-1).addmm_(first.t(), h0)
+            return d_x, d_weight_ih, flat.sum(0), d_weight_hh, d_peephole.sum(1), first @ weight_hh, dc
