@@ -246,14 +246,14 @@ def unigram_entropy_nats(text: str) -> float:
     return -sum(c / total * math.log(c / total) for c in counts.values())
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
-def test_every_cell_learns_below_unigram_entropy(name):
+@pytest.mark.parametrize(("name", "peephole"), [(name, False) for name in CELL_NAMES] + [("lstm", True)])
+def test_every_cell_learns_below_unigram_entropy(name, peephole):
     """A few seconds of training on structured text: the loss must fall well below the unigram entropy."""
     torch.manual_seed(0)
     text = "the cat sat on the mat. the dog sat on the log. " * 40
     vocab = sorted(set(text))
     ids = torch.tensor([vocab.index(ch) for ch in text])
-    cfg = ModelConfig(vocab_size=len(vocab), cell=name, layers=1, hidden=32, embed=32)
+    cfg = ModelConfig(vocab_size=len(vocab), cell=name, layers=1, hidden=32, embed=32, peephole=peephole)
     model = RNNLM(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     usable = (len(ids) - 1) // 4 * 4

@@ -48,6 +48,18 @@ def test_values_and_every_gradient_equal_autograd_through_the_step_loop(N, T, us
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_a_second_backward_over_the_same_graph_gives_the_same_gradients():
+    """Backward overwrites the saved activations with their gradients; with retain_graph a second backward must
+    recompute them, not read gradients as activations."""
+    inputs = random_inputs(3, 7)
+    out, h, c = peephole_lstm(*inputs)
+    loss = out.sum() + (h * c).sum()
+    first = torch.autograd.grad(loss, inputs, retain_graph=True)
+    second = torch.autograd.grad(loss, inputs)
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("T", [1, 6])
 def test_gradcheck(T):
     assert torch.autograd.gradcheck(peephole_lstm, random_inputs(2, T, seed=T))

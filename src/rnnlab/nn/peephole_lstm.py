@@ -41,6 +41,32 @@ def peephole_lstm(
         return _PeepholeLSTM.apply(*(t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors))
 
 
+def _forward(
+    x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor, peephole: Tensor, h0: Tensor, c0: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward time loop on time-major x (T·N, D): gate activations (T, N, 4, H), cells and outputs (T, N, H).
+
+    Time-major, each step's slice is one contiguous block, and in backward Σ_t d_t^T h_{t-1} is one product of
+    the gate gradients with the outputs N rows earlier (batch-first measured the same speed)."""
+    N, H = h0.shape
+    T = x.shape[0] // N
+    # The input's share of every gate for all steps in one product; each step adds W_hh h_{t-1} in place, then
+    # the gates' activations overwrite their pre-activations (backward needs only the activations).
+    gates = torch.addmm(bias, x, weight_ih.t()).view(T, N, 4, H)
+    cells, out, tanh_c = x.new_empty(T, N, H), x.new_empty(T, N, H), x.new_empty(N, H)
+    w_hh, p_if, p_o = weight_hh.t(), peephole[:2], peephole[2]
+    h, c = h0, c0
+    for t in range(T):
+        a = gates[t]  # (N, 4, H): i, f, g, o
+        a.view(N, 4 * H).addmm_(h, w_hh)
+        a[:, :2].addcmul_(p_if, c.unsqueeze(1)).sigmoid_()
+        a[:, 2].tanh_()
+        c = torch.mul(a[:, 1], c, out=cells[t]).addcmul_(a[:, 0], a[:, 2])
+        a[:, 3].addcmul_(p_o, c).sigmoid_()
+        h = torch.mul(a[:, 3], torch.tanh(c, out=tanh_c), out=out[t])
+    return gates, cells, out
+
+
 class _PeepholeLSTM(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -48,65 +74,59 @@ class _PeepholeLSTM(torch.autograd.Function):
         h0: Tensor, c0: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         N, T, D = x.shape
-        H = weight_hh.shape[1]
-        # Time-major buffers: each step's slice is one contiguous block, and in backward Σ_t d_t^T h_{t-1} is one
-        # product of the gate gradients with the outputs N rows earlier. (Batch-first measured the same speed.)
         x = x.transpose(0, 1).reshape(T * N, D)
-        # The input's share of every gate for all steps in one product; each step adds W_hh h_{t-1} in place,
-        # then the gates' activations overwrite their pre-activations (backward needs only the activations).
-        gates = torch.addmm(bias, x, weight_ih.t()).view(T, N, 4, H)
-        cells, out, tanh_c = x.new_empty(T, N, H), x.new_empty(T, N, H), x.new_empty(N, H)
-        w_hh, p_if, p_o = weight_hh.t(), peephole[:2], peephole[2]
-        h, c = h0, c0
-        for t in range(T):
-            a = gates[t]  # (N, 4, H): i, f, g, o
-            a.view(N, 4 * H).addmm_(h, w_hh)
-            a[:, :2].addcmul_(p_if, c.unsqueeze(1)).sigmoid_()
-            a[:, 2].tanh_()
-            c = torch.mul(a[:, 1], c, out=cells[t]).addcmul_(a[:, 0], a[:, 2])
-            a[:, 3].addcmul_(p_o, c).sigmoid_()
-            h = torch.mul(a[:, 3], torch.tanh(c, out=tanh_c), out=out[t])
-        ctx.save_for_backward(x, weight_ih, weight_hh, peephole, h0, c0, gates, cells, out)
-        return out.transpose(0, 1), h.clone(), c.clone()
+        gates, cells, out = _forward(x, weight_ih, bias, weight_hh, peephole, h0, c0)
+        ctx.save_for_backward(x, weight_ih, bias, weight_hh, peephole, h0, c0, cells, out)
+        # Backward overwrites the activations with their gradients (no second buffer of that size to allocate
+        # and fault in), so they are kept outside the saved tensors, whose in-place changes autograd refuses.
+        ctx.gates = gates
+        return out.transpose(0, 1), out[-1].clone(), cells[-1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(
         ctx: FunctionCtx, d_out: Tensor | None, d_hT: Tensor | None, d_cT: Tensor | None
     ) -> tuple[Tensor, ...]:
-        x, weight_ih, weight_hh, peephole, h0, c0, gates, cells, out = ctx.saved_tensors
-        T, N, _, H = gates.shape
+        x, weight_ih, bias, weight_hh, peephole, h0, c0, cells, out = ctx.saved_tensors
         with torch.autocast(x.device.type, enabled=False):
-            d_gates = torch.empty_like(gates)
+            # A second backward over the same graph (retain_graph=True, gradcheck) finds them spent: recompute.
+            gates = ctx.gates
+            if gates is None:
+                gates = _forward(x, weight_ih, bias, weight_hh, peephole, h0, c0)[0]
+            ctx.gates = None
+            T, N, _, H = gates.shape
             d_out = None if d_out is None else d_out.transpose(0, 1).contiguous()  # time-major, as the buffers
             dh = x.new_zeros(N, H) if d_hT is None else d_hT.clone()
             dc = x.new_zeros(N, H) if d_cT is None else d_cT.clone()
             d_peephole = x.new_zeros(3, N, H)  # summed over the batch at the end
             p_i, p_f, p_o = peephole.unbind(0)
-            tanh_c, u = x.new_empty(N, H), x.new_empty(N, H)  # u: scratch
+            tanh_c, u, v = x.new_empty(N, H), x.new_empty(N, H), x.new_empty(N, H)  # u, v: scratch
             for t in range(T - 1, -1, -1):
                 if t < T - 1:  # dh_t = output gradient + (gate gradients of step t+1) W_hh
-                    later = d_gates[t + 1].view(N, 4 * H)
+                    later = gates[t + 1].view(N, 4 * H)  # by now the gradients of step t+1's gates
                     dh = later @ weight_hh if d_out is None else torch.addmm(d_out[t], later, weight_hh)
                 elif d_out is not None:
                     dh = dh + d_out[t]
+                # Each gate's slot takes its gradient once nothing later in the step reads the activation.
                 i, f, g, o = gates[t].unbind(1)
-                d_i, d_f, d_g, d_o = d_gates[t].unbind(1)
                 c, c_prev = cells[t], cells[t - 1] if t else c0
                 torch.tanh(c, out=tanh_c)
                 dc.add_(_tanh_backward(torch.mul(dh, o, out=u), tanh_c, grad_input=u))
-                _sigmoid_backward(torch.mul(dh, tanh_c, out=u), o, grad_input=d_o)
+                d_o = _sigmoid_backward(torch.mul(dh, tanh_c, out=u), o, grad_input=o)
                 dc.addcmul_(d_o, p_o)
-                _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=d_g)
-                _sigmoid_backward(torch.mul(dc, g, out=u), i, grad_input=d_i)
-                _sigmoid_backward(torch.mul(dc, c_prev, out=u), f, grad_input=d_f)
-                dc.mul_(f).addcmul_(d_i, p_i).addcmul_(d_f, p_f)  # now the gradient reaching c_{t-1}
+                torch.mul(dc, g, out=v)
+                _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=g)  # g's slot: d_g
+                d_i = _sigmoid_backward(v, i, grad_input=i)
+                torch.mul(dc, c_prev, out=u)
+                dc.mul_(f)
+                d_f = _sigmoid_backward(u, f, grad_input=f)
+                dc.addcmul_(d_i, p_i).addcmul_(d_f, p_f)  # now the gradient reaching c_{t-1}
                 d_peephole[0].addcmul_(d_i, c_prev)
                 d_peephole[1].addcmul_(d_f, c_prev)
                 d_peephole[2].addcmul_(d_o, c)
             # The products over all steps at once, on the (T·N, 4H) gate gradients; Σ_t d_t^T h_{t-1} pairs
             # rows N apart (step t with step t-1), and step 0 with h_0.
-            flat, first = d_gates.view(T * N, 4 * H), d_gates[0].view(N, 4 * H)
+            flat, first = gates.view(T * N, 4 * H), gates[0].view(N, 4 * H)
             d_x = (flat @ weight_ih).view(T, N, -1).transpose(0, 1)
             d_weight_hh = (flat[N:].t() @ out.view(T * N, H)[:-N]).addmm_(first.t(), h0)
             return d_x, flat.t() @ x, flat.sum(0), d_weight_hh, d_peephole.sum(1), first @ weight_hh, dc
