@@ -1,8 +1,8 @@
 """The peephole LSTM layer as one autograd node: a forward time loop and backpropagation through time by hand.
 
 PyTorch's fused LSTM has no peepholes, and the cell's step loop under autograd records about twenty nodes per
-step, each with its own backward and allocations (1.1-1.3x nn.LSTM's time). This node runs the same
-equations (`LSTMCell`, gate order i, f, g, o):
+step, each with its own backward and allocations (1.1-1.3x nn.LSTM's time on one CPU thread; this node takes
+0.90-0.95x, benchmarks/results/cells.md). It runs the same equations (`LSTMCell`, gate order i, f, g, o):
 
     i = σ(a_i + p_i ⊙ c_{t-1})   f = σ(a_f + p_f ⊙ c_{t-1})   g = tanh(a_g)   a = W_ih x_t + b + W_hh h_{t-1}
     c_t = f ⊙ c_{t-1} + i ⊙ g    o = σ(a_o + p_o ⊙ c_t)       h_t = o ⊙ tanh(c_t)
