@@ -10,6 +10,7 @@ import torch
 
 import rnnlab
 from rnnlab.cli import main
+from rnnlab.errors import RnnlabError
 from rnnlab.export import StepModule, export_onnx
 from rnnlab.models.language_model import LanguageModel
 
@@ -44,9 +45,18 @@ def test_exported_lstm_step_matches_pytorch(trained_run: Path, tmp_path: Path, c
     _compare(trained_run, out)
 
 
-@pytest.mark.parametrize("options", [{"cell": "gru", "layers": 2}, {"cell": "lstm", "layers": 2, "layer_norm": True}])
+@pytest.mark.parametrize("options", [{"cell": "gru", "layers": 2}, {"cell": "lstm", "layers": 2, "layer_norm": True},
+                                     {"cell": "lstm", "layers": 2, "peephole": True}, {"cell": "mingru"}])  # fmt: skip
 def test_exported_gru_and_layered_lstm_match_pytorch(tmp_path: Path, corpus_file: Path, tiny: dict, options: dict):
-    """A fused GRU (one state tensor) and an LSTM built from rnnlab's own cells (not nn.LSTM)."""
+    """A fused GRU (one state tensor), an LSTM built from rnnlab's own cells (not nn.LSTM), and cells whose
+    sequence runs as rnnlab's own autograd node (peephole LSTM, scans), which export as their step."""
     rnnlab.train([str(corpus_file)], out=tmp_path / "run", max_steps=2, **{**tiny, **options})
     out = export_onnx(tmp_path / "run", tmp_path / "model.onnx")
     _compare(tmp_path / "run", out)
+
+
+def test_exporting_an_ssm_is_refused_in_one_line(tmp_path: Path, corpus_file: Path, tiny: dict):
+    rnnlab.train([str(corpus_file)], out=tmp_path / "run", max_steps=1, **{**tiny, "cell": "ssm"})
+    with pytest.raises(RnnlabError, match="does not support --cell ssm"):
+        export_onnx(tmp_path / "run", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()

@@ -46,6 +46,13 @@ class StepModule(nn.Module):
 def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
     """Write the step function of the model in `run_dir` to `path` (an .onnx file) and return the path."""
     step = StepModule(LanguageModel.load(run_dir).module).eval()
+    if step.model.config.cell == "ssm":
+        raise RnnlabError("ONNX export does not support --cell ssm: the exporter has no operator for its RMSNorm")
+    for module in step.modules():
+        # The exporter records primitive ops; rnnlab's own autograd nodes (the scans, the peephole LSTM's
+        # hand-written BPTT) are opaque to it and would export wrong, so cells run their step loop instead.
+        if getattr(module, "fused_op", False):
+            module.fused_op = False
     names = step.state_names()
     tokens = torch.zeros(2, 1, dtype=torch.long)
     state = step.initial_state(2)
