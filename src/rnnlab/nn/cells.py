@@ -35,8 +35,9 @@ class Cell(nn.Module):
 
     hidden_size: int
     # True where `forward` runs a whole sequence as one op with its own backward (`sequence`): PyTorch's fused op
-    # on the cell's weights (LSTM, GRU) or rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py). False forces the
-    # step loop, which `torch.func.vmap` and double backward need (Hessian-free's curvature products).
+    # on the cell's weights (LSTM, GRU), rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py) or its peephole
+    # LSTM (nn/peephole_lstm.py). False forces the step loop, which `torch.func.vmap` and double backward need
+    # (Hessian-free's curvature products), and the ONNX exporter, which sees only primitive ops (export.py).
     fused_op: bool = False
 
     def project(self, x: Tensor) -> Tensor:
