@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.nn.cells import step_loops
 from rnnlab.nn.recurrent import state_from_tensors, state_tensors
 
 
@@ -48,11 +49,9 @@ def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
     step = StepModule(LanguageModel.load(run_dir).module).eval()
     if step.model.config.cell == "ssm":
         raise RnnlabError("ONNX export does not support --cell ssm: the exporter has no operator for its RMSNorm")
-    for module in step.modules():
-        # The exporter records primitive ops; rnnlab's own autograd nodes (the scans, the peephole LSTM's
-        # hand-written BPTT) are opaque to it and would export wrong, so cells run their step loop instead.
-        if getattr(module, "fused_op", False):
-            module.fused_op = False
+    # The exporter records primitive ops; rnnlab's own autograd nodes (the scans, the peephole LSTM's
+    # hand-written BPTT) are opaque to it and would export wrong, so cells run their step loop instead.
+    step_loops(step)
     names = step.state_names()
     tokens = torch.zeros(2, 1, dtype=torch.long)
     state = step.initial_state(2)

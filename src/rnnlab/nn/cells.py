@@ -30,6 +30,12 @@ from rnnlab.nn.peephole_lstm import peephole_lstm
 CellState = Tensor | tuple[Tensor, ...]
 
 
+def at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
+    """The tensors in float32 (float64 stays), for the cells' own sequence nodes: a state carried over T steps
+    must not be kept in bf16 or fp16, which mixed-precision training would otherwise hand them."""
+    return [None if t is None else t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
+
+
 class Cell(nn.Module):
     """A recurrent cell: `project` the inputs once, then `step` through time."""
 
@@ -165,8 +171,8 @@ class LSTMCell(Cell):
         (nn/peephole_lstm.py; 0.90-0.95x nn.LSTM's time on one CPU thread, where the step loop takes 1.1-1.3x)."""
         h, c = state
         if self.peephole is not None:
-            bias = self.bias_ih + self.bias_hh
-            out, h, c = peephole_lstm(x, self.weight_ih, bias, self.weight_hh, self.peephole, h, c)
+            weights = (self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh, self.peephole)
+            out, h, c = peephole_lstm(*at_least_float32(x, *weights, h, c))
             return out, (h, c)
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         out, h, c = torch.lstm(x, (h[None], c[None]), weights, True, 1, 0.0, self.training, False, True)
@@ -368,3 +374,12 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, peephole: bool = 
 
 CELL_NAMES = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn",
               "mingru", "minlstm", "ssm")  # fmt: skip
+
+
+def step_loops(module: nn.Module) -> nn.Module:
+    """`module` with every cell on its step loop (`fused_op` off), for what sees only primitive ops: Hessian-free's
+    vmap and double backward, and the ONNX exporter."""
+    for m in module.modules():
+        if isinstance(m, Cell):
+            m.fused_op = False
+    return module

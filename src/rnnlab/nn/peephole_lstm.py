@@ -34,11 +34,10 @@ def peephole_lstm(
     x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor, peephole: Tensor, h0: Tensor, c0: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """x (N, T, D), weights as `LSTMCell` (bias = b_ih + b_hh), peephole (3, H) = (p_i, p_f, p_o), h0 and c0
-    (N, H) -> outputs (N, T, H), h_T, c_T. Runs in float32 at least: under mixed precision the cell state is
-    not kept in bf16 or fp16."""
-    tensors = (x, weight_ih, bias, weight_hh, peephole, h0, c0)
+    (N, H) -> outputs (N, T, H), h_T, c_T. Computes in the tensors' own dtype with autocast off: `LSTMCell`
+    hands it float32 at least (`at_least_float32`), so that mixed precision keeps no cell state in bf16."""
     with torch.autocast(x.device.type, enabled=False):
-        return _PeepholeLSTM.apply(*(t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors))
+        return _PeepholeLSTM.apply(x, weight_ih, bias, weight_hh, peephole, h0, c0)
 
 
 def _forward(

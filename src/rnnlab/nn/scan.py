@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.nn.cells import Cell, CellState
+from rnnlab.nn.cells import Cell, CellState, at_least_float32
 
 
 def recurrence(
@@ -105,13 +105,7 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, *, blocked: bool
     cells' step loop instead (`Cell.fused_op = False`). `blocked` as for `recurrence`. Runs in float32 at least.
     Returns h (N, T, ...).
     """
-    return _LinearScan.apply(*_at_least_float32(a, b, h0), blocked)
-
-
-def _at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
-    """The tensors in float32 (float64 stays): a state summed over T steps must not be kept in bf16 or fp16,
-    which mixed-precision training would otherwise hand these nodes."""
-    return [None if t is None else t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
+    return _LinearScan.apply(*at_least_float32(a, b, h0), blocked)
 
 
 class _LinearScan(torch.autograd.Function):
@@ -146,7 +140,7 @@ def gated_scan(cv: Tensor, h0: Tensor | None = None) -> Tensor:
     their gradient is written into one (N, T, 2H) tensor, not concatenated afterwards. Differentiable once;
     Hessian-free runs the cells' step loop instead (`Cell.fused_op = False`). Runs in float32 at least.
     """
-    return _GatedScan.apply(*_at_least_float32(cv, h0))
+    return _GatedScan.apply(*at_least_float32(cv, h0))
 
 
 class _GatedScan(torch.autograd.Function):

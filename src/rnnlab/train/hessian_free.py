@@ -49,7 +49,7 @@ from torch.func import functional_call, grad, vmap
 
 from rnnlab.config import TrainConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.nn.cells import Cell
+from rnnlab.nn.cells import step_loops
 from rnnlab.nn.recurrent import Recurrent, State, state_from_tensors, state_tensors
 
 if TYPE_CHECKING:
@@ -108,18 +108,10 @@ def plain_copy(model: nn.Module) -> tuple[nn.Module, dict[str, str]]:
             for weight in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 rename[f"{prefix}rnn.{weight}_l{k}"] = f"{prefix}layers.{k}.{weight}"
         if not path:
-            return _step_loops(plain), rename
+            return step_loops(plain), rename
         parent, _, child = path.rpartition(".")
         setattr(twin.get_submodule(parent), child, plain)
-    return _step_loops(twin), rename
-
-
-def _step_loops(module: nn.Module) -> nn.Module:
-    """`module` with every cell on its step loop (LSTM and GRU cells otherwise run PyTorch's fused op)."""
-    for m in module.modules():
-        if isinstance(m, Cell):
-            m.fused_op = False
-    return module
+    return step_loops(twin), rename
 
 
 @dataclass
