@@ -95,8 +95,8 @@ class _PeepholeLSTM(torch.autograd.Function):
             ctx.gates = None
             T, N, _, H = gates.shape
             d_out = None if d_out is None else d_out.transpose(0, 1).contiguous()  # time-major, as the buffers
-            dh = x.new_zeros(N, H) if d_hT is None else d_hT.clone()
-            dc = x.new_zeros(N, H) if d_cT is None else d_cT.clone()
+            dh = x.new_zeros(N, H) if d_hT is None else d_hT
+            dc = x.new_zeros(N, H) if d_cT is None else d_cT.clone()  # updated in place
             d_peephole = x.new_zeros(3, N, H)  # summed over the batch at the end
             p_i, p_f, p_o = peephole.unbind(0)
             tanh_c, u, v = x.new_empty(N, H), x.new_empty(N, H), x.new_empty(N, H)  # u, v: scratch
