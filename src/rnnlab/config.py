@@ -7,7 +7,9 @@ dataclasses and nothing else decides hyperparameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
+        check_types(self)
+        if self.vocab_size < 0:
+            raise RnnlabError(f"vocab_size must be >= 0, got {self.vocab_size}")
         if self.cell not in CELLS:
             raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
         _positive("--layers", self.layers)
@@ -61,6 +66,8 @@ class ModelConfig:
             raise RnnlabError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.tie_weights and self.embed == 0:
             raise RnnlabError("--tie-weights needs an embedding (--embed > 0)")
+        if self.residual and self.highway:
+            raise RnnlabError("--residual and --highway are two kinds of skip connection; choose one")
 
 
 @dataclass
@@ -88,6 +95,7 @@ class TrainConfig:
     hf_curvature_fraction: float = 0.25  # --optimizer hf: share of the N streams for curvature products
     hf_structural_damping: float = 0.3  # --optimizer hf: μ (Martens & Sutskever 2011)
     betas: tuple[float, float] = (0.9, 0.999)
+    reset_prob: float = 0.02  # chance per stream and chunk of restarting from the initial state (see trainer)
     clip_norm: float = 5.0  # 0 disables
     clip_value: float = 0.0  # 0 disables
     warmup: int = 100  # steps of linear warmup
@@ -108,6 +116,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
+        check_types(self)
+        if not 0 <= self.seed < 2**63:
+            raise RnnlabError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.precision not in ("fp32", "bf16", "fp16", "auto"):
             raise RnnlabError(f"--precision must be fp32, bf16, fp16 or auto, got {self.precision!r}")
         if self.tokenizer not in TOKENIZERS:
@@ -152,6 +163,8 @@ class TrainConfig:
         for name in ("warmup", "max_steps", "eval_tokens", "patience"):
             if getattr(self, name) < 0:
                 raise RnnlabError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.reset_prob < 1.0:
+            raise RnnlabError(f"--reset-prob must be in [0, 1), got {self.reset_prob}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise RnnlabError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
@@ -241,19 +254,30 @@ def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfi
     return model, train
 
 
-def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a ModelConfig from config.json, ignoring keys added by later versions."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in data.items() if k in names})
+def model_config_from_dict(data: Any, source: str = "config.json") -> ModelConfig:
+    """Rebuild and validate a ModelConfig from config.json, ignoring keys added by later versions.
+    Wrong types or values are an RnnlabError that names `source`."""
+    return _from_dict(ModelConfig, data, source, "model")
 
 
-def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a TrainConfig from config.json, ignoring keys added by later versions."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+def train_config_from_dict(data: Any, source: str = "config.json") -> TrainConfig:
+    """Rebuild and validate a TrainConfig from config.json, ignoring keys added by later versions."""
+    return _from_dict(TrainConfig, data, source, "train")
+
+
+def _from_dict(cls: Any, data: Any, source: str, section: str) -> Any:
+    if not isinstance(data, dict):
+        raise RnnlabError(f"{source}: '{section}' must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in data.items() if k in names}
-    if "betas" in values:
+    if isinstance(values.get("betas"), list):
         values["betas"] = tuple(values["betas"])
-    return TrainConfig(**values)
+    config = cls(**values)
+    try:
+        config.validate()
+    except RnnlabError as exc:
+        raise RnnlabError(f"{source}: {exc}") from None
+    return config
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
@@ -266,6 +290,46 @@ def parse_duration(text: str) -> float:
         raise RnnlabError(f"cannot read duration {text!r}; use e.g. 90s, 20m or 1.5h")
     value, unit = float(match.group(1)), match.group(2) or "s"
     return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
+
+
+MAX_INT = 2**63  # integers are stored as int64 in checkpoints and handed to torch
+
+
+def check_types(config: Any) -> None:
+    """Raise RnnlabError unless every field of the dataclass `config` has its declared type, every float is
+    finite and every integer fits in 64 bits (values from an edited config.json arrive unchecked)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        flag, value, kind = "--" + f.name.replace("_", "-"), getattr(config, f.name), hints[f.name]
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if ok and not -MAX_INT < value < MAX_INT:
+                raise RnnlabError(f"{flag} is too large: {value}")
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                raise RnnlabError(f"{flag} must be a finite number, got {value}")
+        elif kind is str:
+            ok = isinstance(value, str)
+        else:  # list[str] or tuple[float, float]
+            item = typing.get_args(kind)[0]
+            accepted = (int, float) if item is float else item
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, accepted) and not isinstance(v, bool) and (item is str or math.isfinite(v)) for v in value
+            )
+            if ok and typing.get_origin(kind) is tuple and len(value) != len(typing.get_args(kind)):
+                ok = False
+        if not ok:
+            raise RnnlabError(f"{flag} must be {_type_name(kind)}, got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if kind in names:
+        return names[kind]
+    return "a list of " + _type_name(typing.get_args(kind)[0]).removeprefix("a ").removeprefix("n ") + "s"
 
 
 def _positive(flag: str, value: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from rnnlab.config import model_config_from_dict
 from rnnlab.models.language_model import RNNLM
 from rnnlab.rundir import METRICS, WEIGHTS, read_config
@@ -15,7 +17,8 @@ def describe(run_dir: Path) -> str:
     config = read_config(run_dir)
     model_cfg = model_config_from_dict(config["model"])
     train_cfg = config.get("train", {})
-    params = RNNLM(model_cfg).num_parameters()
+    with torch.device("meta"):  # counts parameters without allocating them
+        params = RNNLM(model_cfg).num_parameters()
     lines = [
         f"run          {run_dir}",
         f"rnnlab       {config.get('rnnlab_version', '?')}",
@@ -27,16 +30,19 @@ def describe(run_dir: Path) -> str:
     ]
     meta_path = Path(run_dir) / "tokens" / "meta.json"
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        for name, split in meta["splits"].items():
-            lines.append(f"{name + ' tokens':<13}{split['tokens']:,}")
+        try:
+            splits = json.loads(meta_path.read_text())["splits"]
+            lines += [f"{name + ' tokens':<13}{int(split['tokens']):,}" for name, split in splits.items()]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            lines.append(f"tokens       {meta_path} is unreadable")
     lines.append(
         f"training     {train_cfg.get('optimizer')} lr {train_cfg.get('lr')}, batch {train_cfg.get('batch_size')} "
         f"x seq {train_cfg.get('seq_len')}"
     )
     rows = _metrics(Path(run_dir) / METRICS)
-    train_rows = [r for r in rows if "train_loss" in r]
-    val_rows = [r for r in rows if "val_bpc" in r]
+    train_keys, val_keys = ("step", "elapsed", "train_bpc", "tokens_per_s"), ("step", "val_bpc")
+    train_rows = [r for r in rows if all(isinstance(r.get(k), (int, float)) for k in train_keys)]
+    val_rows = [r for r in rows if all(isinstance(r.get(k), (int, float)) for k in val_keys)]
     if train_rows:
         last = train_rows[-1]
         lines.append(
@@ -59,6 +65,15 @@ def describe(run_dir: Path) -> str:
 
 
 def _metrics(path: Path) -> list[dict]:
+    """The rows of metrics.jsonl that parse as JSON objects (an edited or cut-off line is skipped)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

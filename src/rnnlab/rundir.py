@@ -7,19 +7,28 @@
     tokens/            the memory-mapped token store (train.bin, val.bin, meta.json)
     checkpoint/        state.safetensors: everything exact resume needs (see rnnlab.train.checkpoint)
 
-Every write is atomic: a temporary file in the same folder, then `os.replace`.
+Every write is atomic: a temporary file in the same folder, then `os.replace`, with the permissions the
+user's umask gives (a temporary file is created 0600; colleagues on a shared filesystem must read runs).
+Saved tensors carry a SHA-256 of their contents in the file's metadata, checked when they are loaded, and
+a loaded tensor must be finite. `RunLock` keeps a second trainer out of a run directory that is training.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from rnnlab.errors import RnnlabError
@@ -29,13 +38,45 @@ TOKENIZER = "tokenizer.json"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint"
+LOCK = ".lock"
+HASH_KEY = "rnnlab.sha256"
+TMP_SUFFIX = ".tmp"
+
+
+def user_mode(directory: bool = False) -> int:
+    """The mode a new file (0666) or folder (0777) gets under the process's umask."""
+    try:  # Linux reports the umask without changing it (os.umask would, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                mask = int(line.split()[1], 8)
+                break
+        else:
+            raise OSError
+    except (OSError, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new folder in `parent` (tempfile.mkdtemp), with the umask's permissions instead of 0700."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, user_mode(directory=True))
+    return path
+
+
+def _temp_file(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.fchmod(fd, user_mode())
+    os.close(fd)
+    return tmp
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_file(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -50,19 +91,30 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """safetensors.save_file, made atomic."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """safetensors.save_file, made atomic, with a content hash in the metadata (checked by `load_tensors`)."""
+    tmp = _temp_file(path)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(plain, tmp, metadata={**(metadata or {}), HASH_KEY: tensors_digest(plain)})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a missing, truncated or corrupted file is a one-line RnnlabError.
+    """Load a safetensors file; a missing, truncated, corrupted or edited file, or one holding NaN or
+    infinite values, is a one-line RnnlabError (files written before hashes were recorded load unchecked).
 
     Each tensor is copied into its own fresh allocation: safetensors hands out views at arbitrary byte
     offsets, and BLAS kernels pick code paths by alignment, so an unaligned weight can round differently
@@ -71,7 +123,24 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RnnlabError(f"{path} is missing")
     try:
-        return {name: tensor.clone() for name, tensor in load_file(path).items()}
+        tensors = {name: tensor.clone() for name, tensor in load_file(path).items()}
+        with safe_open(path, framework="pt") as f:
+            expected = (f.metadata() or {}).get(HASH_KEY)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise RnnlabError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
+    if expected is not None and tensors_digest(tensors) != expected:
+        raise RnnlabError(f"{path} has been changed or damaged since it was saved (its content hash differs)")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise RnnlabError(f"{path}: {name} holds NaN or infinite values")
+    return tensors
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (call `load_tensors` first to check the file)."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise RnnlabError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
 
@@ -110,3 +179,100 @@ def load_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], s
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class RunLock:
+    """An exclusive lock on a run directory while it trains: `.lock` holds the owner's PID.
+
+    The lock is an advisory `flock` on that file, so the kernel releases it when its process dies: a
+    lock left by `kill -9` is simply taken over. The file is removed on release; after taking the lock we
+    check that the file we hold is still the one at that path (another process may have removed it).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, user_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise RnnlabError(
+                    f"{self.path.parent} is being trained by another process (PID {self._owner()}); "
+                    "wait for it to finish or stop it first"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # removed by its previous owner between our open and our lock: try again
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        Path(self.path).unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = None
+
+    def moved_to(self, run_dir: Path) -> None:
+        """The locked folder was renamed (a fresh run moved into place); the lock itself goes with it."""
+        self.path = Path(run_dir) / LOCK
+
+    def _owner(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+def is_locked(folder: Path) -> bool:
+    """Whether a live process holds `folder`'s run lock."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+STALE_AFTER_S = 600.0  # an unlocked temporary folder this old belongs to no live process
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete what a killed process left: temporary files in the run directory and its checkpoint folder,
+    and half-made sibling folders of a fresh run (`.NAME.*`) that no live process holds."""
+    run_dir = Path(run_dir)
+    for folder in (run_dir, run_dir / CHECKPOINT):
+        if folder.is_dir():
+            for path in folder.glob(f".*{TMP_SUFFIX}"):
+                path.unlink(missing_ok=True)
+    if not run_dir.parent.is_dir():
+        return
+    for path in run_dir.parent.glob(f".{run_dir.name}.*"):
+        if not path.is_dir() or path.is_symlink() or is_locked(path):
+            continue
+        fresh = time.time() - path.stat().st_mtime < STALE_AFTER_S and not (path / LOCK).exists()
+        if not fresh:
+            shutil.rmtree(path, ignore_errors=True)

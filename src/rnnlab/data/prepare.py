@@ -49,17 +49,26 @@ class TokenStore:
 
     @classmethod
     def open(cls, run_dir: Path) -> TokenStore:
+        """Open `run_dir/tokens`; a missing, edited or damaged store is a one-line RnnlabError."""
         folder = run_dir / "tokens"
+        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
         try:
             meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError) as exc:
+            dtype = np.dtype(meta["dtype"])
+            if dtype.kind != "u":
+                raise ValueError(f"token type {dtype} is not an unsigned integer")
+            splits = {}
+            for name, info in meta["splits"].items():
+                tokens = open_tokens(folder / f"{name}.bin", dtype)
+                if len(tokens) != info["tokens"] or not isinstance(info["chars"], int) or info["chars"] < 0:
+                    raise ValueError(f"{name}.bin does not match meta.json")
+                if len(tokens) and int(tokens.max()) >= tokenizer.vocab_size:
+                    raise ValueError(f"{name}.bin holds ids outside the vocabulary of tokenizer.json")
+                splits[name] = Split(tokens, info["chars"])
+            train = splits["train"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RnnlabError(f"{run_dir} has no readable token store ({exc})") from None
-        dtype = np.dtype(meta["dtype"])
-        splits = {
-            name: Split(open_tokens(folder / f"{name}.bin", dtype), info["chars"])
-            for name, info in meta["splits"].items()
-        }
-        return cls(load_tokenizer(run_dir / "tokenizer.json"), splits["train"], splits.get("val"))
+        return cls(tokenizer, train, splits.get("val"))
 
 
 def build_token_store(config: TrainConfig, run_dir: Path) -> TokenStore:

@@ -154,6 +154,21 @@ def _stack_layers(states: list) -> State:
     return torch.stack(states)
 
 
+def reset_rows(state: State, keep: Tensor, initial: State | None = None) -> State:
+    """`state` with the streams where `keep` (N,) is False set to `initial` (zeros when None).
+
+    Every state tensor has the N streams on dim 1 ((L, N, H) and the like), so one mask serves all cells.
+    Gradients reach a learned `initial` through the rows that take it.
+    """
+    parts, starts = state_tensors(state), state_tensors(initial)
+    out = []
+    for i, t in enumerate(parts):
+        mask = keep.view(1, -1, *([1] * (t.dim() - 2))).to(t.dtype)
+        fresh = starts[i].to(t.dtype) if starts else torch.zeros_like(t)
+        out.append(t * mask + fresh * (1 - mask))
+    return state_from_tensors(out)  # type: ignore[return-value]
+
+
 def detach_state(state: State) -> State:
     """Cut the graph at the chunk boundary (truncated BPTT) but keep the values."""
     if isinstance(state, tuple):

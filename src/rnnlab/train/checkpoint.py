@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.nn.recurrent import State, state_from_tensors, state_tensors
-from rnnlab.rundir import CHECKPOINT, atomic_save_tensors, load_state_dict, load_tensors
+from rnnlab.rundir import CHECKPOINT, atomic_save_tensors, load_state_dict, load_tensors, read_metadata
 
 FILE = "state.safetensors"
 
@@ -49,9 +49,22 @@ class Progress:
 
     @classmethod
     def from_json(cls, text: str) -> Progress:
+        """Parse `to_json`'s output; anything else (an edited or foreign file) raises ValueError."""
         data = json.loads(text)
-        data["best_val"] = math.inf if data["best_val"] is None else data["best_val"]
-        return cls(**data)
+        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
+            raise ValueError("unexpected progress fields")
+        data["best_val"] = math.inf if data.get("best_val") is None else data["best_val"]
+        progress = cls(**data)
+        for f in fields(cls):
+            value = getattr(progress, f.name)
+            kind = int if f.type in ("int", int) else float
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise ValueError(f"progress.{f.name} is {value!r}")
+            if value < (-1 if f.name == "best_step" else 0) or (kind is float and math.isnan(value)):
+                raise ValueError(f"progress.{f.name} is {value!r}")
+        if not (math.isfinite(progress.elapsed) and 0 < progress.lr_scale <= 1):
+            raise ValueError("progress has an impossible elapsed time or learning-rate scale")
+        return progress
 
 
 def save_checkpoint(
@@ -87,37 +100,71 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    batch_size: int | None = None,
 ) -> tuple[Progress, State | None]:
-    """Restore model, optimiser and RNG states in place; return the progress and carried state."""
+    """Restore model, optimiser and RNG states in place; return the progress and carried state.
+
+    A checkpoint that does not fit (another optimiser, a carried state for other than `batch_size`
+    streams, missing parts) is an RnnlabError, raised before the global RNG is touched.
+    """
     path = run_dir / CHECKPOINT / FILE
     if not path.is_file():
         raise RnnlabError(f"{run_dir} has no checkpoint to resume from ({CHECKPOINT}/{FILE} is missing)")
     tensors = load_tensors(path)
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
+    metadata = read_metadata(path)
     try:
         progress = Progress.from_json(metadata["progress"])
         plain = json.loads(metadata["optimizer"])
-    except (KeyError, ValueError, TypeError) as exc:
+        optim_state: dict[str, Any] = {"param_groups": plain["param_groups"], "state": {}}
+        for index, entries in plain["state"].items():
+            optim_state["state"][int(index)] = dict(entries)
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                optim_state["state"].setdefault(int(index), {})[name] = value.to(device)
+        rng = tensors["rng.cpu"]
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise RnnlabError(f"{path} has no readable training state ({exc})") from None
 
     load_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-    optim_state: dict[str, Any] = {"param_groups": plain["param_groups"], "state": {}}
-    for index, entries in plain["state"].items():
-        optim_state["state"][int(index)] = dict(entries)
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            optim_state["state"].setdefault(int(index), {})[name] = value.to(device)
-    optimizer.load_state_dict(optim_state)
-
+    _load_optimizer(optimizer, optim_state, path)
     count = sum(1 for k in tensors if k.startswith("state."))
     carried = state_from_tensors([tensors[f"state.{i}"].to(device) for i in range(count)])
-    torch.set_rng_state(tensors["rng.cpu"])
+    if batch_size is not None:
+        for t in state_tensors(carried):
+            if t.dim() < 2 or t.shape[1] != batch_size:
+                raise RnnlabError(
+                    f"{path} carries the state of {t.shape[1] if t.dim() >= 2 else '?'} streams, "
+                    f"not --batch-size {batch_size}; --batch-size cannot change on --resume"
+                )
+    try:
+        torch.set_rng_state(rng)
+    except (RuntimeError, TypeError) as exc:
+        raise RnnlabError(f"{path} has an unreadable random-number state ({exc})") from None
     cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
     return progress, carried
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], path: Path) -> None:
+    """optimizer.load_state_dict, with a mismatch (another optimiser's state) as one clear error."""
+    expected = optimizer.state_dict()
+    try:
+        groups = state["param_groups"]
+        same = len(groups) == len(expected["param_groups"]) and all(
+            set(saved) == set(mine) and len(saved["params"]) == len(mine["params"])
+            for saved, mine in zip(groups, expected["param_groups"], strict=True)
+        )
+        if not same:
+            raise ValueError("its parameter groups differ")
+        optimizer.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise RnnlabError(
+            f"{path} holds the state of another optimiser or model ({str(exc).splitlines()[0][:120]}); "
+            "--optimizer cannot change on --resume"
+        ) from None

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlab.errors import RnnlabError
 from rnnlab.ui import notice
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,6 +49,31 @@ def resolve_precision(name: str, device: torch.device) -> str:
         except (AttributeError, RuntimeError):  # an older or a stripped-down build: no way to tell
             return "fp32"
     return "fp32"
+
+
+def check_precision(name: str, device: torch.device, model: nn.Module, vocab_size: int) -> None:
+    """Refuse a reduced precision that this machine's kernels cannot run, before anything is written.
+
+    Whether oneDNN has a bf16/fp16 LSTM or GRU primitive depends on the CPU's instruction set (an
+    AVX2-only CPU has none), and nothing in PyTorch says so up front: the forward pass raises. So the
+    model itself runs one tiny forward and backward pass under autocast here, on a copy of its weights.
+    """
+    resolved = resolve_precision(name, device)
+    if resolved == "fp32":
+        return
+    precision = Precision(resolved, device)
+    tokens = torch.randint(vocab_size, (2, 3), device=device)
+    try:
+        with precision.autocast():
+            _, _, loss = model(tokens, None, tokens)
+        loss.backward()
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise RnnlabError(
+            f"--precision {resolved} cannot run on this {device.type}'s kernels ({reason}); use --precision fp32"
+        ) from None
+    finally:
+        model.zero_grad(set_to_none=True)
 
 
 def compile_model(model: nn.Module, enabled: bool) -> Callable[..., Any]:

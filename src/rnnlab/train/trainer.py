@@ -8,11 +8,12 @@ The trainer does not know which cell it trains; it only sees `RNNLM`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,12 +35,22 @@ from rnnlab.data.stream import BatchStream
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import LN2
 from rnnlab.models.language_model import RNNLM, resolve_device, total_nats
-from rnnlab.nn.recurrent import State, detach_state
-from rnnlab.rundir import CONFIG, METRICS, WEIGHTS, atomic_save_tensors, atomic_write_json, read_config
+from rnnlab.nn.recurrent import State, detach_state, reset_rows
+from rnnlab.rundir import (
+    CONFIG,
+    METRICS,
+    WEIGHTS,
+    RunLock,
+    atomic_save_tensors,
+    atomic_write_json,
+    make_temp_dir,
+    read_config,
+    remove_temporaries,
+)
 from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from rnnlab.train.distributed import Distributed, SilentReporter, session
 from rnnlab.train.optim import build_optimizer, initialise, lr_factor
-from rnnlab.train.precision import Precision, compile_model
+from rnnlab.train.precision import Precision, check_precision, compile_model
 from rnnlab.train.progress import Reporter
 from rnnlab.ui import notice
 
@@ -73,72 +84,168 @@ def train(
     names as the CLI flags. With `resume=True` the run in `out` continues exactly where its last
     checkpoint left off; model options must then match the run's. Under `torchrun` every process calls
     this; rank 0 prepares the run directory while the others wait (see rnnlab.train.distributed).
+
+    Everything is checked before the first write: a failed call leaves `out` as it was. While training,
+    `out` is locked (`out/.lock`), so a second trainer on the same run stops with an error.
     """
     out = Path(out)
     options = {k: v for k, v in options.items() if v is not None}
     if inputs:
         options["inputs"] = list(inputs)
-    with session(options.get("device", "auto")) as dist:
-        if dist.is_main:
-            if resume:
-                model_cfg, train_cfg = _resume_configs(out, preset, options)
-            else:
-                model_cfg, train_cfg = build_configs(preset, **options)
-                dist.rows(train_cfg.batch_size)  # indivisible N fails before anything is written
-                _create_run(out, model_cfg, train_cfg)
-        dist.barrier()
-        if not dist.is_main:
-            saved = read_config(out)
-            model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
-        return _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist).run()
+    lock: RunLock | None = None
+    try:
+        with session(options.get("device", "auto")) as dist:
+            if dist.is_main:
+                if resume:
+                    read_config(out)  # a clear error when `out` is not a run directory
+                    lock = RunLock(out).acquire()
+                    remove_temporaries(out)
+                    model_cfg, train_cfg = _resume_configs(out, preset, options)
+                    _check_resumable(out, model_cfg, train_cfg)
+                    _write_config(out, model_cfg, train_cfg)
+                else:
+                    model_cfg, train_cfg = build_configs(preset, **options)
+                    dist.rows(train_cfg.batch_size)  # indivisible N fails before anything is written
+                    _check_fits(model_cfg, vocab_size=1)
+                    lock = _create_run(out, model_cfg, train_cfg)
+            dist.barrier()
+            if not dist.is_main:
+                saved = read_config(out)
+                model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
+            return _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist).run()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> RunLock:
     """Build the run directory in a temporary sibling folder, then rename it into place, so a failure
-    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory."""
+    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory.
+    Returns the run's lock, taken on the temporary folder and carried along by the rename."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RnnlabError(f"{out} already exists; use --resume to continue it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_temporaries(out)
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
+    lock = RunLock(tmp).acquire()
     try:
         store = build_token_store(train_cfg, tmp)
         model_cfg.vocab_size = store.tokenizer.vocab_size
-        _write_config(tmp, model_cfg, train_cfg)
+        _check_fits(model_cfg, model_cfg.vocab_size)
+        _check_precision(model_cfg, train_cfg)
         torch.manual_seed(train_cfg.seed)
         model = RNNLM(model_cfg)
+        _write_config(tmp, model_cfg, train_cfg)
         initialise(model, train_cfg)
         save_checkpoint(tmp, model, build_optimizer(model, train_cfg), Progress(), None)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
+        try:
+            os.rename(tmp, out)  # atomic; fails if another process has filled `out` meanwhile
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise RnnlabError(f"{out} was created by another process while this run was being prepared") from None
+            raise
+        lock.moved_to(out)
+        return lock
     except BaseException:
+        lock.release()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+# Training options that may change on --resume; the others define the data, the batch layout, the
+# optimiser's state or the random streams, and a changed value would not continue the same run.
+RESUMABLE = {"max_steps", "max_time", "epochs", "eval_every", "eval_tokens", "checkpoint_every", "log_every",
+             "patience", "device", "precision", "compile", "lr", "warmup", "decay", "min_lr_ratio", "clip_norm",
+             "clip_value", "reset_prob"}  # fmt: skip
+
+
 def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """The run's saved configs, with training options overridden; changed model options are an error."""
+    """The run's saved configs with the allowed training options overridden; any other change is an error.
+    Nothing is written here."""
     saved = read_config(out)
-    model_cfg = model_config_from_dict(saved["model"])
-    train_cfg = train_config_from_dict(saved["train"])
-    requested, _ = build_configs(preset, **{k: v for k, v in options.items() if hasattr(ModelConfig, k)})
+    model_cfg = model_config_from_dict(saved.get("model"), f"{out / CONFIG}")
+    train_cfg = train_config_from_dict(saved.get("train"), f"{out / CONFIG}")
+    requested_model, requested_train = build_configs(preset, **options)
     given = dict(_preset_values(preset), **options)
     for f in dataclasses.fields(ModelConfig):
-        if f.name in given and getattr(requested, f.name) != getattr(model_cfg, f.name):
+        if f.name in given and getattr(requested_model, f.name) != getattr(model_cfg, f.name):
             raise RnnlabError(
-                f"--{f.name.replace('_', '-')} {getattr(requested, f.name)} differs from the run's "
+                f"--{f.name.replace('_', '-')} {getattr(requested_model, f.name)} differs from the run's "
                 f"{getattr(model_cfg, f.name)}; model arguments cannot change on --resume"
             )
     if "inputs" in options and options["inputs"] != train_cfg.inputs:
         raise RnnlabError("inputs differ from the run's; --resume continues on the run's own token store")
-    optimizer = options.get("optimizer", train_cfg.optimizer)
-    if optimizer != train_cfg.optimizer and "hf" in (optimizer, train_cfg.optimizer):
-        raise RnnlabError("--optimizer cannot change to or from hf on --resume (their checkpoint states differ)")
-    train_options = {k: v for k, v in options.items() if hasattr(TrainConfig, k) and k != "inputs"}
-    train_cfg = dataclasses.replace(train_cfg, **train_options)
+    changes = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in given or f.name == "inputs":
+            continue
+        new, old = getattr(requested_train, f.name), getattr(train_cfg, f.name)
+        if new == old:
+            continue
+        if f.name not in RESUMABLE:
+            raise RnnlabError(
+                f"--{f.name.replace('_', '-')} {new} differs from the run's {old}; it cannot change on --resume "
+                f"(it can: {', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))})"
+            )
+        changes[f.name] = new
+    train_cfg = dataclasses.replace(train_cfg, **changes)
     train_cfg.validate()
-    _write_config(out, model_cfg, train_cfg)
     return model_cfg, train_cfg
+
+
+def _check_resumable(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Load the run's token store and checkpoint into a throwaway model and optimiser, so that a run
+    that cannot continue fails before config.json is rewritten."""
+    store = TokenStore.open(out)
+    if store.tokenizer.vocab_size != model_cfg.vocab_size:
+        raise RnnlabError(
+            f"{out}/tokenizer.json has {store.tokenizer.vocab_size} tokens but the model was built for "
+            f"{model_cfg.vocab_size}"
+        )
+    BatchStream(store.train.tokens, train_cfg.batch_size, train_cfg.seq_len)
+    _check_fits(model_cfg, model_cfg.vocab_size)
+    model = RNNLM(model_cfg)
+    rng = torch.get_rng_state()
+    load_checkpoint(out, model, build_optimizer(model, train_cfg), torch.device("cpu"), train_cfg.batch_size)
+    torch.set_rng_state(rng)
+    _check_precision(model_cfg, train_cfg)
+
+
+def _check_fits(model_cfg: ModelConfig, vocab_size: int) -> None:
+    """Refuse a model whose parameters and training state (weights, gradients, two optimiser moments,
+    a checkpoint copy) cannot fit in this machine's memory, before allocating any of it."""
+    with torch.device("meta"):
+        count = RNNLM(dataclasses.replace(model_cfg, vocab_size=max(vocab_size, 1))).num_parameters()
+    need = count * 4 * 5
+    available = _available_memory()
+    if available is not None and need > available:
+        raise RnnlabError(
+            f"the model has {count:,} parameters; training it needs about {need / 2**30:,.1f} GiB of memory "
+            f"and {available / 2**30:,.1f} GiB are available (use a smaller --hidden, --layers or --embed)"
+        )
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_precision(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Run one tiny step of this model in the requested precision on the training device (see
+    precision.check_precision); Hessian-free always runs in fp32."""
+    if train_cfg.optimizer == "hf" or train_cfg.precision == "fp32":
+        return
+    device = resolve_device(train_cfg.device)
+    probe_cfg = dataclasses.replace(model_cfg, vocab_size=8)
+    check_precision(train_cfg.precision, device, RNNLM(probe_cfg).to(device), probe_cfg.vocab_size)
 
 
 def _preset_values(preset: str | None) -> dict[str, Any]:
@@ -187,12 +294,15 @@ class _Loop:
             Reporter(run_dir, config, self.total_steps, show_progress) if self.dist.is_main else SilentReporter()
         )
         self.stop_requested = False
+        self.rollbacks = 0  # in this session, in total: divergence handling always ends
         self.last_loss = math.nan
         self.evaluated_at = -1
 
     def _restore(self) -> tuple[Progress, State | None]:
         """Load the checkpoint; under torchrun keep this rank's rows of the carried state and its RNG."""
-        progress, carried = load_checkpoint(self.run_dir, self.model, self.optimizer, self.device)
+        progress, carried = load_checkpoint(
+            self.run_dir, self.model, self.optimizer, self.device, self.config.batch_size
+        )
         self.dist.restore_rng(self.run_dir, self.config.seed, progress.step, self.device)
         return progress, self.dist.slice_state(carried, self.config.batch_size)
 
@@ -210,7 +320,6 @@ class _Loop:
         self._truncate_metrics(p.step)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._request_stop) if in_main_thread else None
-        rollbacks = 0
         try:
             with self.reporter:
                 self.reporter.start(p)
@@ -219,13 +328,7 @@ class _Loop:
                     loss = self._train_step()
                     p.elapsed += time.perf_counter() - started
                     if loss is None:  # diverged: rolled back to the last checkpoint
-                        rollbacks += 1
-                        if rollbacks > MAX_ROLLBACKS:
-                            raise RnnlabError(
-                                f"loss kept diverging after {MAX_ROLLBACKS} rollbacks; lower --lr or --clip-norm"
-                            )
                         continue
-                    rollbacks = 0
                     self.last_loss = loss
                     self.reporter.step(p, loss, self._lr())
                     if self.store.val is not None and p.step % cfg.eval_every == 0:
@@ -282,6 +385,7 @@ class _Loop:
         if self.device.type == "cuda":  # pinned pages: the copy runs asynchronously with the GPU's work
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.carried = self._reset_streams(self.carried, p.step)
         if cfg.optimizer == "hf":
             return self._hf_step(x, y)
         for group in self.optimizer.param_groups:
@@ -302,6 +406,9 @@ class _Loop:
             return None
         scaler.step(self.optimizer)
         scaler.update()
+        if not self._weights_finite():
+            self._rollback("non-finite weights")
+            return None
         self.carried = detach_state(state)
         p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel() * self.dist.world
         return loss_value
@@ -309,23 +416,53 @@ class _Loop:
     def _hf_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
         """One Hessian-free update on this chunk from its incoming state (no learning rate, no clipping)."""
         p = self.progress
-        loss_value, state = self.optimizer.step(x, y, self.carried)
+        carried = detach_state(self.carried) if self.carried is not None else None  # HF: no learned init
+        loss_value, state = self.optimizer.step(x, y, carried)
         if not math.isfinite(loss_value):
             self._rollback(loss_value)
+            return None
+        if not self._weights_finite():
+            self._rollback("non-finite weights")
             return None
         self.carried = detach_state(state)
         p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel()
         return loss_value
 
-    def _rollback(self, loss_value: float) -> None:
-        """Non-finite loss or gradient: restore the last checkpoint and halve the learning rate."""
-        scale = self.progress.lr_scale / 2
+    def _weights_finite(self) -> bool:
+        """Whether every weight is finite after an update (a finite loss can still step into NaN)."""
+        sums = torch.stack([p.detach().sum(dtype=torch.float64) for p in self.model.parameters()])
+        return bool(torch.isfinite(sums).all())
+
+    def _reset_streams(self, carried: State | None, step: int) -> State | None:
+        """Start each stream afresh with probability --reset-prob before this step, so the model learns to
+        predict from the initial state (the learned one with --learn-init), not only deep inside a stream.
+        The choice depends only on (seed, step): a resumed run resets the same streams."""
+        if carried is None or not self.config.reset_prob:
+            return carried
+        generator = torch.Generator().manual_seed((self.config.seed * 1_000_003 + step) % 2**63)
+        keep = torch.rand(self.config.batch_size, generator=generator) >= self.config.reset_prob
+        keep = keep[self.dist.rows(self.config.batch_size)].to(self.device)
+        if bool(keep.all()):
+            return carried
+        return reset_rows(carried, keep, self.model.rnn.initial_state(int(keep.numel())))
+
+    def _rollback(self, what: float | str) -> None:
+        """Non-finite loss, gradient or weights: restore the last checkpoint and halve the learning rate.
+        The time already spent still counts against --max-time, and after MAX_ROLLBACKS rollbacks in
+        one session training stops with an error (the last checkpoint stays as it was)."""
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise RnnlabError(
+                f"training kept diverging ({what}) after {MAX_ROLLBACKS} rollbacks; lower --lr or --clip-norm "
+                f"(the run can be resumed from step {self.progress.step} with other values)"
+            )
+        scale, elapsed = self.progress.lr_scale / 2, self.progress.elapsed
         restored, self.carried = self._restore()
         vars(self.progress).update(vars(restored))  # in place: the loop holds a reference to it
-        self.progress.lr_scale = scale
+        self.progress.lr_scale, self.progress.elapsed = scale, elapsed
         notice(
-            f"loss became {loss_value}; rolled back to step {self.progress.step} "
-            f"and lowered the learning rate to {self._lr():.3g}"
+            f"{'loss became ' if isinstance(what, float) else ''}{what}; rolled back to step "
+            f"{self.progress.step} and lowered the learning rate to {self._lr():.3g}"
         )
         self._truncate_metrics(self.progress.step)
 
