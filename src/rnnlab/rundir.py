@@ -96,6 +96,7 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     try:
         plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(plain, tmp, metadata={**(metadata or {}), HASH_KEY: tensors_digest(plain)})
+        os.chmod(tmp, user_mode())  # save_file creates the file anew (0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -163,17 +164,21 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def load_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Load weights strictly; names or shapes that do not match the config are a clear error."""
-    expected = module.state_dict()
+    check_state_dict({name: t.shape for name, t in module.state_dict().items()}, tensors, source)
+    module.load_state_dict(tensors)
+
+
+def check_state_dict(expected: dict[str, torch.Size], tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise RnnlabError unless `tensors` has exactly the names and shapes of `expected`."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise RnnlabError(f"{source} does not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, value in tensors.items():
-        if value.shape != expected[name].shape:
+        if value.shape != expected[name]:
             raise RnnlabError(
-                f"{source}: {name} has shape {tuple(value.shape)}, config.json says {tuple(expected[name].shape)}"
+                f"{source}: {name} has shape {tuple(value.shape)}, config.json says {tuple(expected[name])}"
             )
-    module.load_state_dict(tensors)
 
 
 def _first_line(exc: BaseException) -> str:
