@@ -122,12 +122,16 @@ def test_an_edited_config_is_refused_by_every_command(run: Path, cli, section: s
     config[section][key] = float("nan") if value == "NaN" else value
     (run / "config.json").write_text(json.dumps(config))
     before = snapshot(run)
-    for args in (["train", "--out", run, "--resume"], ["sample", run, "--length", "5"], ["eval", run, run / "tokenizer.json"]):
+    for args in (
+        ["train", "--out", run, "--resume"],
+        ["sample", run, "--length", "5"],
+        ["eval", run, run / "tokenizer.json"],
+    ):
         if section == "train" and args[0] != "train":
             continue
         code, out, err = cli(*args)
         assert one_error_line(code, err), (args, err)
-        assert "config.json" in err
+        assert "config.json" in err and out == ""
     assert snapshot(run) == before
 
 
@@ -155,7 +159,7 @@ def test_nan_weights_and_edited_weights_are_refused(run: Path, corpus_file: Path
     save_file(tensors, weights)  # no content hash: the finite check must catch it
     for args in (["sample", run, "--length", "5"], ["eval", run, corpus_file]):
         code, out, err = cli(*args)
-        assert one_error_line(code, err) and "NaN" in err, err
+        assert one_error_line(code, err) and "NaN" in err and out == "", err
     rundir.atomic_save_tensors(weights, {k: torch.nan_to_num(v) for k, v in tensors.items()})
     assert cli("sample", run, "--length", "5")[0] == 0
     data = bytearray(weights.read_bytes())
@@ -333,8 +337,6 @@ def test_debug_shows_the_traceback(tmp_path: Path, corpus_file: Path):
     plain = subprocess.run(cmd, capture_output=True, text=True)
     assert one_error_line(plain.returncode, plain.stderr)
     debug = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert debug.returncode == 2 and "Traceback" in debug.stderr and debug.stderr.strip().endswith(
-        plain.stderr.strip()
-    )
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and debug.stderr.strip().endswith(plain.stderr.strip())
     flag = subprocess.run([*cmd, "--debug"], capture_output=True, text=True)
     assert flag.returncode == 2 and "Traceback" in flag.stderr
