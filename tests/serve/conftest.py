@@ -1,8 +1,7 @@
-"""A tiny trained run and a helper that serves an app on a free local port (uvicorn in a thread)."""
+"""Two tiny trained runs and a helper that serves an app on a free local port (uvicorn in a thread)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 import rnnlab
+from rnnlab.serve.app import REQUEST_TIMEOUT, bind, make_server, url
 
 TEXT = "def value(items):\n    if items is None:\n        return [items[i] + 1 for i in range(len(items))]\n" * 60
 
@@ -35,13 +34,12 @@ def serve_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run `app` on 127.0.0.1 and a free port for the duration of the block; yields the base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+def serving(app: FastAPI, request_timeout: float = REQUEST_TIMEOUT) -> Iterator[str]:
+    """Run `app` as `rnnlab serve` does (same socket and server limits) on 127.0.0.1 and a free port for the
+    duration of the block; yields the base URL."""
+    sock = bind("127.0.0.1", 0)
+    server = make_server(app, request_timeout=request_timeout)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -49,7 +47,7 @@ def serving(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url("127.0.0.1", sock)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -15,18 +15,23 @@ Opt = typer.Option
 @app.command("serve")
 def serve(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to offer (the only ones it can load).")],
-    port: Annotated[int, Opt(help="TCP port.")] = 8000,
-    host: Annotated[str, Opt(help="Interface to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
-    max_concurrent: Annotated[int, Opt(help="Generations running at once; up to 32 more wait, the rest get 429.")] = 4,
+    port: Annotated[int, Opt(help="TCP port (0: any free port; the URL is printed).")] = 8000,
+    host: Annotated[
+        str,
+        Opt(help="Interface to bind, and a name the Host header may use; 0.0.0.0 exposes it to the network."),
+    ] = "127.0.0.1",
+    max_concurrent: Annotated[int, Opt(help="Model requests computing at once; 32 more wait, the rest get 429.")] = 4,
 ) -> None:
     """Serve a page to sample from the models (streamed token by token) and view their units."""
     import torch
-    import uvicorn
 
     from rnnlab.errors import RnnlabError
-    from rnnlab.serve.app import create_app
+    from rnnlab.serve.app import bind, create_app, make_server, url
 
     if max_concurrent < 1:
         raise RnnlabError("--max-concurrent must be >= 1")
+    playground = create_app(run_dirs, max_concurrent=max_concurrent, host=host)  # loads each run: errors now
+    sock = bind(host, port)
     torch.set_num_threads(1)  # many small generations in threads; one thread each keeps them from fighting
-    uvicorn.run(create_app(run_dirs, max_concurrent=max_concurrent), host=host, port=port, log_level="warning")
+    print(f"serving on {url(host, sock)}", flush=True)
+    make_server(playground).run(sockets=[sock])
