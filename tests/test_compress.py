@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import rnnlab
-from rnnlab.cli.app import main
 from rnnlab.compress import (
     DYNAMIC_HEADER_SIZE,
     HEADER_SIZE,
@@ -228,22 +227,19 @@ def test_characters_outside_the_vocabulary_are_listed() -> None:
         compress(random_model("abc", seed=0), b"ab\xff")
 
 
-def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, cli) -> None:
     original = tmp_path / "in.txt"
     original.write_bytes(HELD_OUT[:800].encode())
     packed, unpacked = tmp_path / "in.rnnz", tmp_path / "out.txt"
-    main(["compress", str(byte_run), str(original), str(packed)])
-    assert "bits per char" in capsys.readouterr().err
-    main(["decompress", str(byte_run), str(packed), str(unpacked)])
+    code, _, err = cli("compress", byte_run, original, packed)
+    assert code == 0 and "bits per char" in err
+    assert cli("decompress", byte_run, packed, unpacked)[0] == 0
     assert unpacked.read_bytes() == original.read_bytes()
-    main(["compress", str(byte_run), str(original), str(packed), "--dynamic", "--dynamic-segment", "30"])
+    assert cli("compress", byte_run, original, packed, "--dynamic", "--dynamic-segment", "30")[0] == 0
     assert read_header(packed.read_bytes()).dynamic == DynamicConfig(segment=30)
-    main(["decompress", str(byte_run), str(packed), str(unpacked)])  # no flags: the file has the settings
+    assert cli("decompress", byte_run, packed, unpacked)[0] == 0  # no flags: the file has the settings
     assert unpacked.read_bytes() == original.read_bytes()
-    capsys.readouterr()
     packed.write_bytes(packed.read_bytes()[:-3])
-    with pytest.raises(SystemExit) as exit_info:
-        main(["decompress", str(byte_run), str(packed), str(unpacked)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    code, _, err = cli("decompress", byte_run, packed, unpacked)
+    assert code == 2
     assert err.startswith("error: ") and "truncated" in err and len(err.strip().splitlines()) == 1

@@ -35,7 +35,9 @@ File format (version 2), little-endian:
     segment u32] | crc32 of the header so far u32 | payload
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
 the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
-whose tables differ) are refused with a clear error.
+whose tables differ) are refused with a clear error. The header's lengths must agree with each other and
+its token count must fit the payload (`max_tokens`), so a damaged or crafted file fails at once instead of
+decoding for a very long time.
 
 Inputs: byte-tokenizer models compress any file. Character models compress UTF-8 text whose characters
 are all in their vocabulary; other characters are an error that lists them (no escape mechanism: a
@@ -251,6 +253,8 @@ class _Predictor:
             self.adapter = _Adapter(module, dynamic)
         self.stepper = make_stepper(module)
         self.V = module.config.vocab_size
+        if self.V < 2:  # every token would be certain: nothing to code, and no bound on a file's length
+            raise RnnlabError("compression needs a vocabulary of at least 2 tokens")
 
     def tables(self) -> Generator[np.ndarray, int, None]:
         """Yields token 0's table (uniform: it has no context), then, each time the caller sends the token it
@@ -357,6 +361,22 @@ def compress(
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
 
 
+def max_tokens(payload: int, vocab_size: int) -> int:
+    """The most tokens a payload of this many bytes can code for a model with this vocabulary, so that a
+    damaged or crafted header cannot make decompression run (almost) for ever.
+
+    Every frequency is >= 1, so a token after the first has frequency <= TOTAL - (V - 1) and narrows the
+    range by at least b = -log2(1 - (V - 1) / TOTAL) bits. The decoder reads 8 bytes, then one byte per 8
+    bits of narrowing, and its range ends >= 2^56: coding n tokens reads at least 8 + ((n - 1)·b - 8) / 8
+    bytes, so n <= 1 + (8·payload - 56) / b. The first token (no context) costs log2 V >= 0 bits.
+    A one-token vocabulary codes nothing (`compress` refuses it), so its bound is 0.
+    """
+    if payload < 8 or vocab_size < 2:  # 8: the decoder's first read
+        return 0
+    bits = -math.log1p(-(vocab_size - 1) / TOTAL) / math.log(2)
+    return 1 + math.floor((8 * payload - 56) / bits * (1 + 1e-9))
+
+
 class Header(NamedTuple):
     """The fields of a compressed file's header."""
 
@@ -370,7 +390,8 @@ class Header(NamedTuple):
 
 
 def read_header(blob: bytes) -> Header:
-    """Parse and validate the header of a compressed file (magic, header checksum, version, length)."""
+    """Parse and validate the header of a compressed file: magic, header checksum, version, dynamic settings
+    and lengths that agree with each other. A damaged or crafted file is a one-line RnnlabError."""
     if len(blob) < HEADER_SIZE or blob[:4] != MAGIC:
         raise RnnlabError("not an rnnlab compressed file (bad magic bytes or shorter than the header)")
     _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack_from(blob)
@@ -388,23 +409,42 @@ def read_header(blob: bytes) -> Header:
     if flags & DYNAMIC_FLAG:
         lr, decay, beta, eps, segment = _DYNAMIC.unpack_from(blob, _HEADER.size)
         dynamic = DynamicConfig(lr=lr, decay=decay, segment=segment, beta=beta, eps=eps)
+        try:
+            dynamic.validate()
+        except RnnlabError as exc:
+            raise RnnlabError(f"compressed file is corrupt (its dynamic settings: {exc})") from None
     start = end + _HEADER_CRC.size
     found = len(blob) - start
     if found != payload:
         what = "truncated" if found < payload else "has trailing data"
         raise RnnlabError(f"compressed file is {what} (payload {found} bytes, header says {payload})")
+    # Every token decodes to at least one byte, and only an empty input has an empty payload.
+    if tokens > size or (tokens == 0) != (size == 0) or (tokens == 0) != (payload == 0):
+        raise RnnlabError(f"compressed file is corrupt (header says {tokens} tokens, {size} bytes, payload {payload})")
     return Header(mid, tokens, size, data_crc, payload, dynamic, start)
+
+
+def check_model(header: Header, lm: LanguageModel) -> None:
+    """That `lm` is the model the file was compressed with, and that its payload can hold the header's
+    token count (`max_tokens`), so decoding a crafted file ends quickly."""
+    if header.model_id != model_id(lm):
+        raise RnnlabError(
+            f"file was compressed with a different model (id {header.model_id.hex()}, "
+            f"this model is {model_id(lm).hex()})"
+        )
+    most = max_tokens(header.payload, lm.module.config.vocab_size)
+    if header.tokens > most:
+        raise RnnlabError(
+            f"compressed file is corrupt (header says {header.tokens} tokens; "
+            f"its {header.payload}-byte payload holds at most {most} for this model)"
+        )
 
 
 def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None) -> bytes:
     """Invert `compress`: check the header and the model, decode (with the header's dynamic settings), and
     verify length and CRC32."""
     header = read_header(blob)
-    if header.model_id != model_id(lm):
-        raise RnnlabError(
-            f"file was compressed with a different model (id {header.model_id.hex()}, "
-            f"this model is {model_id(lm).hex()})"
-        )
+    check_model(header, lm)
     n = header.tokens
     ids: list[int] = []
     if n:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rnnlab.cli import main
 from rnnlab.data.coco import read_coco
 from rnnlab.errors import RnnlabError
 
@@ -53,11 +52,10 @@ def test_bad_coco_files_are_clear_errors(tmp_path, content, message):
         read_coco(tmp_path / "c.json")
 
 
-def test_caption_train_on_coco(tmp_path, capsys):
+def test_caption_train_on_coco(tmp_path, cli):
     write_coco(tmp_path)
-    args = ["caption", "train", "--out", str(tmp_path / "run"), "--coco", str(tmp_path / "captions.json")]
-    main([*args, "--steps", "30", "--hidden", "16"])
-    assert "BLEU-4" in capsys.readouterr().err and (tmp_path / "run" / "samples.png").is_file()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["caption", "train", "--out", str(tmp_path / "r2"), "--coco", str(tmp_path / "missing.json")])
-    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: cannot read")
+    args = ["caption", "train", "--out", tmp_path / "run", "--coco", tmp_path / "captions.json"]
+    code, _, err = cli(*args, "--steps", "30", "--hidden", "16")
+    assert code == 0 and "BLEU-4" in err and (tmp_path / "run" / "samples.png").is_file()
+    code, _, err = cli("caption", "train", "--out", tmp_path / "r2", "--coco", tmp_path / "missing.json")
+    assert code == 2 and err.startswith("error: cannot read")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from rnnlab.cli.app import Opt, app
+from rnnlab.data.corpus import open_regular
 from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
@@ -26,10 +28,39 @@ _SHOW_PROGRESS = 20_000  # tokens; shorter inputs finish in a few seconds
 
 
 def _read(path: Path) -> bytes:
+    """The whole input file (a regular file: a named pipe or device is refused, never waited on)."""
+    with open_regular(path) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise RnnlabError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_output(path: Path) -> Path:
+    """Where OUTPUT will be written, checked before any work so that a command that cannot write fails
+    at once: not a folder, a device or a pipe, in an existing writable folder, not a read-only file.
+    A symbolic link is followed, so its target is replaced and the link kept."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise RnnlabError(f"cannot write {path}: it is a directory")
+    if target.exists() and not target.is_file():
+        raise RnnlabError(f"cannot write {path}: not a regular file")
+    if not target.parent.is_dir():
+        raise RnnlabError(f"cannot write {path}: its folder does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise RnnlabError(f"cannot write {path}: its folder is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise RnnlabError(f"cannot write {path}: the file is read-only")
+    return target
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write a file the user asked for, atomically (a reader, or a failure, never sees half of it; an
+    existing file is replaced only by the complete new one) with the permissions of the user's umask."""
     try:
-        return path.read_bytes()
+        atomic_write_bytes(check_output(path), data)
     except OSError as exc:
-        raise RnnlabError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise RnnlabError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @contextmanager
@@ -74,11 +105,12 @@ def compress(
     if adapt is not None:
         adapt.validate()
     data = _read(input)
+    check_output(output)
     lm = LanguageModel.load(run_dir, device="cpu")
     start = time.perf_counter()
     with _progress("compressing", len(tokenize(lm, data))) as progress:
         blob = compress_bytes(lm, data, progress, adapt)
-    atomic_write_bytes(output, blob)
+    write_output(output, blob)
     console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
 
 
@@ -91,14 +123,16 @@ def decompress(
     input: Annotated[Path, typer.Argument(help="Compressed file.")],
     output: Annotated[Path, typer.Argument(help="File to write the original to.")],
 ) -> None:
+    from rnnlab.compress import check_model, read_header
     from rnnlab.compress import decompress as decompress_bytes
-    from rnnlab.compress import read_header
 
     blob = _read(input)
     header = read_header(blob)  # a damaged or foreign file fails before the model is loaded
+    check_output(output)
     lm = LanguageModel.load(run_dir, device="cpu")
+    check_model(header, lm)
     start = time.perf_counter()
     with _progress("decompressing", header.tokens) as progress:
         data = decompress_bytes(lm, blob, progress)
-    atomic_write_bytes(output, data)
+    write_output(output, data)
     console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)

@@ -13,6 +13,7 @@ import torch
 import typer
 
 from rnnlab.cli.app import app
+from rnnlab.cli.compress import check_output, write_output
 from rnnlab.cli.tasks import task_app
 from rnnlab.errors import RnnlabError
 from rnnlab.nn.reservoir import ESNConfig
@@ -36,13 +37,12 @@ def _parse_ridge(ridge: str) -> float | str:
 
 
 def _write_csv(columns: list[str], rows: torch.Tensor, out: Path | None) -> None:
+    """The rows as CSV, to stdout or atomically to `out` (with the user's umask; see `write_output`)."""
     text = ",".join(columns) + "\n" + "".join(",".join(f"{v:.10g}" for v in row) + "\n" for row in rows.tolist())
     if out is None:
         sys.stdout.write(text)
     else:
-        from rnnlab.rundir import atomic_write_bytes
-
-        atomic_write_bytes(out, text.encode("utf-8"))
+        write_output(out, text.encode("utf-8"))
 
 
 @esn_app.command("fit")
@@ -99,6 +99,8 @@ def predict(
     """Predict the next row after each row of a CSV series (one step ahead); print NRMSE against the truth."""
     from rnnlab.nn.reservoir import load_series, predict_series, read_series_csv
 
+    if out is not None:
+        check_output(out)  # an unwritable --out fails before the work
     columns = load_series(run_dir)[1]["columns"]
     series, _ = read_series_csv(input, columns)
     predictions, score = predict_series(run_dir, series, device)
@@ -122,6 +124,8 @@ def generate(
 
     if steps < 0:
         raise RnnlabError(f"--steps must be >= 0, got {steps}")
+    if out is not None:
+        check_output(out)
     columns = load_series(run_dir)[1]["columns"]
     start = None if prime is None else read_series_csv(prime, columns)[0]
     _write_csv(columns, generate_series(run_dir, steps, start, device), out)

@@ -157,6 +157,9 @@ def _fit_tokenizer(
     return CharTokenizer.fit(map(_distinct_chars, everything), unk=config.unknown == "unk")
 
 
+MAX_CARRY = 1 << 20  # characters
+
+
 def _texts(ranges: list[tuple[Path, int, int]], kind: str) -> Iterator[str]:
     """The text of byte ranges, piece by piece. For word and BPE tokenizers a piece ends where a run of
     whitespace begins (the rest moves to the next piece), so no word is cut in two at a piece boundary."""
@@ -167,7 +170,9 @@ def _texts(ranges: list[tuple[Path, int, int]], kind: str) -> Iterator[str]:
                 yield text
                 continue
             text = carry + text
-            cut = _last_word_boundary(text)
+            # A run without whitespace longer than a piece (minified code, base64) is cut where it is:
+            # carrying it on would copy a growing string once per piece.
+            cut = _last_word_boundary(text) or (len(text) if len(text) > MAX_CARRY else 0)
             carry = text[cut:]
             if cut:
                 yield text[:cut]

@@ -10,13 +10,15 @@ import codecs
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from rnnlab.data.corpus import open_regular
 from rnnlab.errors import RnnlabError
+from rnnlab.rundir import atomic_write_bytes
 
 UNK = "<unk>"
 
@@ -202,6 +204,26 @@ class WordTokenizer:
         return {"type": "word", "pattern": self.pattern, "lowercase": self.lowercase, "words": self.words}
 
 
+# The BPE trainer's work for each merge grows with the length of the words its pair occurs in, so one long
+# word (GPT-2's pre-tokenizer keeps a run of letters, digits or spaces whole, as in minified or generated
+# files) made training quadratic in the length of its line. Training text is therefore cut inside any run
+# of non-space (or space) characters longer than this, so no word the trainer sees is longer than this + 1
+# (a word may begin with one space). Encoding is not cut: a long word is still encoded whole.
+BPE_MAX_RUN = 64
+_LONG_RUN = re.compile(rf"\S{{{BPE_MAX_RUN + 1},}}|\s{{{BPE_MAX_RUN + 1},}}")
+
+
+def bpe_training_pieces(text: str) -> Iterator[str]:
+    """`text` in pieces that join back to it, cut every BPE_MAX_RUN characters inside each run of more than
+    BPE_MAX_RUN non-space (or space) characters and nowhere else: ordinary text is one piece."""
+    start = 0
+    for match in _LONG_RUN.finditer(text):
+        for cut in range(match.start() + BPE_MAX_RUN, match.end(), BPE_MAX_RUN):
+            yield text[start:cut]
+            start = cut
+    yield text[start:]
+
+
 class BPETokenizer:
     """Byte-level BPE trained with the Hugging Face `tokenizers` library: merges learnt from the
     training text over the 256 byte symbols, so any text is representable and round-trips exactly."""
@@ -209,12 +231,20 @@ class BPETokenizer:
     kind = "bpe"
 
     def __init__(self, hf: Any, lowercase: bool = False) -> None:
+        """Wrap a trained `tokenizers.Tokenizer`; a vocabulary that is not byte-level BPE's (ids 0..n-1, every
+        token made of byte symbols, all 256 bytes present) is an RnnlabError."""
         self.hf, self.lowercase = hf, lowercase
         # Each id's bytes, via GPT-2's byte <-> printable-character table, so decoding is byte concatenation.
         to_byte = {c: b for b, c in _byte_alphabet().items()}
         vocab = hf.get_vocab()
-        self._bytes = [b""] * (max(vocab.values()) + 1)
+        if sorted(vocab.values()) != list(range(len(vocab))):
+            raise RnnlabError("the BPE vocabulary's ids are not 0, 1, ..., n-1")
+        if not to_byte.keys() <= vocab.keys():
+            raise RnnlabError("the BPE vocabulary lacks some of the 256 byte symbols")
+        self._bytes = [b""] * len(vocab)
         for token, i in vocab.items():
+            if not token or not all(c in to_byte for c in token):
+                raise RnnlabError(f"BPE token {token!r} is not made of byte-level symbols")
             self._bytes[i] = bytes(to_byte[c] for c in token)
 
     @classmethod
@@ -233,7 +263,19 @@ class BPETokenizer:
             initial_alphabet=hf_lib.pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        hf.train_from_iterator((t for t in texts if t), trainer)  # streamed: the corpus is never held whole
+        pieces = (piece for text in texts if text for piece in bpe_training_pieces(text))
+        hf.train_from_iterator(pieces, trainer)  # streamed: the corpus is never held whole
+        return cls(hf, lowercase)
+
+    @classmethod
+    def from_json(cls, text: str, lowercase: bool = False) -> BPETokenizer:
+        """A tokenizer from the Hugging Face JSON that `to_dict` saves; any other text is an RnnlabError."""
+        try:
+            hf = _hf_tokenizers().Tokenizer.from_str(text)
+        except Exception as exc:  # the Rust parser's errors have no narrower Python type
+            raise RnnlabError(f"'tokenizer' is not a Hugging Face tokenizer ({_first_line(exc)})") from None
+        if type(hf.model).__name__ != "BPE":
+            raise RnnlabError(f"'tokenizer' holds a {type(hf.model).__name__} model, not BPE")
         return cls(hf, lowercase)
 
     @property
@@ -278,28 +320,90 @@ def _byte_alphabet() -> dict[int, str]:
     return table
 
 
-def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer from its JSON form (tokenizer.json)."""
-    kind = data.get("type")
+def tokenizer_from_dict(data: Any) -> Tokenizer:
+    """Rebuild a tokenizer from its JSON form (tokenizer.json). Every field is checked, so an edited or
+    damaged file is a one-line RnnlabError, never a tokenizer whose ids differ from the ones trained on."""
+    if not isinstance(data, dict):
+        raise RnnlabError(f"expected a JSON object, found {_json_type(data)}")
+    kind = _get(data, "type", str)
     if kind == "char":
-        return CharTokenizer(data["chars"], unk=bool(data.get("unk", False)))
+        chars, unk = _get(data, "chars", str), _get(data, "unk", bool, False)
+        if not chars:
+            raise RnnlabError("'chars' is empty")
+        _check_unique("chars", list(chars))
+        if list(chars) != sorted(chars):
+            raise RnnlabError("'chars' is not in code-point order")
+        return CharTokenizer(chars, unk=unk)
     if kind == "byte":
         return ByteTokenizer()
     if kind == "word":
-        return WordTokenizer(data["words"], data.get("pattern", WORD_PATTERN), bool(data.get("lowercase", False)))
+        words = _get(data, "words", list)
+        if not all(isinstance(w, str) and w for w in words):
+            raise RnnlabError("'words' must be a list of non-empty strings")
+        if not words or words[0] != UNK:
+            raise RnnlabError(f"'words' must begin with {UNK!r}")
+        _check_unique("words", words)
+        pattern, lowercase = _get(data, "pattern", str, WORD_PATTERN), _get(data, "lowercase", bool, False)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise RnnlabError(f"'pattern' {pattern!r} is not a valid regex: {exc}") from None
+        return WordTokenizer(words, pattern, lowercase)
     if kind == "bpe":
-        hf = _hf_tokenizers().Tokenizer.from_str(data["tokenizer"])
-        return BPETokenizer(hf, bool(data.get("lowercase", False)))
-    raise RnnlabError(f"unknown tokenizer type {kind!r} in tokenizer.json")
+        return BPETokenizer.from_json(_get(data, "tokenizer", str), _get(data, "lowercase", bool, False))
+    raise RnnlabError(f"unknown tokenizer type {kind!r} (expected char, byte, word or bpe)")
+
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list"}
+T = TypeVar("T")
+
+
+def _get(data: dict[str, Any], key: str, kind: type[T], default: T | None = None) -> T:
+    """data[key], which must be a `kind`; when it is missing, `default` (None: the key is required)."""
+    if key not in data:
+        if default is None:
+            raise RnnlabError(f"missing key {key!r}")
+        return default
+    value = data[key]
+    if not isinstance(value, kind):
+        raise RnnlabError(f"{key!r} must be {_TYPE_NAMES[kind]}, found {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), "null")
+
+
+def _check_unique(key: str, items: list[str]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise RnnlabError(f"{key!r} lists {item!r} twice")
+        seen.add(item)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
-    path.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write tokenizer.json (atomically, like every file of a run directory)."""
+    atomic_write_bytes(path, (json.dumps(tokenizer.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
+    """Read tokenizer.json; an unreadable, malformed or edited file is one RnnlabError line naming it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RnnlabError(f"cannot read {path}: {exc}") from None
-    return tokenizer_from_dict(data)
+        with open_regular(path) as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RnnlabError(f"{path} is not readable JSON ({_first_line(exc)})") from None
+    try:
+        return tokenizer_from_dict(data)
+    except RnnlabError as exc:
+        raise RnnlabError(f"{path}: {exc}") from None

@@ -96,6 +96,8 @@ def train(
     try:
         with session(options.get("device", "auto")) as dist:
             if dist.is_main:
+                if "device" in options:
+                    resolve_device(options["device"])  # e.g. --device cuda without a GPU, before any write
                 if resume:
                     read_config(out)  # a clear error when `out` is not a run directory
                     lock = RunLock(out).acquire()
@@ -112,7 +114,13 @@ def train(
             if not dist.is_main:
                 saved = read_config(out)
                 model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
-            return _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist).run()
+            try:
+                loop = _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist)
+            except BaseException:
+                if dist.is_main and not resume:  # the run made a moment ago has not trained: take it back
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            return loop.run()
     finally:
         if lock is not None:
             lock.release()
