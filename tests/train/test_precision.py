@@ -102,3 +102,14 @@ def test_a_precision_the_kernels_cannot_run_is_refused_before_anything_is_writte
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
     monkeypatch.undo()
     assert cli("train", "--out", tmp_path / "run", "--resume", "--max-steps", "4")[0] == 0
+
+
+def test_auto_falls_back_to_fp32_when_the_recurrent_kernels_fail_in_bf16(monkeypatch):
+    from rnnlab.train import precision
+
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(precision, "_cpu_bf16_recurrences_run", lambda: False)
+    assert resolve_precision("auto", CPU) == "fp32"
+    monkeypatch.setattr(precision, "_cpu_bf16_recurrences_run", lambda: True)
+    assert resolve_precision("auto", CPU) == "bf16"
