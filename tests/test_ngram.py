@@ -90,3 +90,21 @@ def test_eval_mix_flag(trained_run: Path, corpus_file: Path, tmp_path: Path, cli
     assert json.loads(mixed)["bits_per_char"] < json.loads(plain)["bits_per_char"]
     code, _, err = cli("eval", trained_run, sample, "--mix", "--mix-discount", "1.5")
     assert code != 0 and "discount" in err
+
+
+def test_mixed_nats_never_look_ahead():
+    """The score of every token is unchanged by any change to the tokens after it: n-gram counts, context
+    classes and mixer weights only use what came before (cuts inside a mixer block included)."""
+    rng = np.random.default_rng(3)
+    V = 6
+    history, tokens = rng.integers(0, V, 400), rng.integers(0, V, 300)
+    network = rng.uniform(0.1, 3.0, len(tokens) - 1)
+    config = NgramConfig(orders=(1, 2, 3, 5), block=16)
+    full = mixed_nats(network, history, tokens, V, config)
+    for cut in (1, 37, 64, 150, 299):
+        changed, changed_network = tokens.copy(), network.copy()
+        changed[cut:] = rng.integers(0, V, len(tokens) - cut)
+        changed_network[cut - 1 :] = rng.uniform(0.1, 3.0, len(tokens) - cut)
+        again = mixed_nats(changed_network, history, changed, V, config)
+        np.testing.assert_array_equal(again[: cut - 1], full[: cut - 1])  # scores of tokens[1:cut]
+        assert not np.array_equal(again[cut - 1 :], full[cut - 1 :])

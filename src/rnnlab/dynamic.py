@@ -15,6 +15,7 @@ which is the paper's "RMS with decay" rule with the mean squares estimated onlin
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +37,17 @@ class DynamicConfig:
     eps: float = 1e-8
 
     def validate(self) -> None:
-        if not self.lr > 0:
-            raise RnnlabError(f"--dynamic-lr must be > 0, got {self.lr}")
+        """Every setting in its range; NaN and infinity are refused (they would turn every score into NaN)."""
+        if not 0 < self.lr < math.inf:
+            raise RnnlabError(f"--dynamic-lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.decay < 1:
             raise RnnlabError(f"--dynamic-decay must be in [0, 1), got {self.decay}")
         if self.segment < 1:
             raise RnnlabError(f"--dynamic-segment must be >= 1, got {self.segment}")
+        if not 0 <= self.beta < 1:
+            raise RnnlabError(f"dynamic evaluation beta must be in [0, 1), got {self.beta}")
+        if not 0 < self.eps < math.inf:
+            raise RnnlabError(f"dynamic evaluation eps must be a finite number > 0, got {self.eps}")
 
 
 def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> np.ndarray:

@@ -6,7 +6,8 @@ language model, and it is honest: every probability below is a proper distributi
 vocabulary, chosen before the token it scores is looked at.
 
 **The n-gram model** is interpolated absolute discounting over token ids (characters or bytes),
-with all of the training tokens plus every earlier token of the scored text as its counts:
+with the run's training split (never its validation split, which is held-out text) plus every earlier
+token of the scored text as its counts:
 
     p₋₁(x) = 1 / V
     pₙ(x)  = (max(c(ctx, x) − d, 0) + d · u(ctx) · pₙ₋₁(x)) / c(ctx)      when c(ctx) > 0
@@ -28,6 +29,7 @@ after each block of tokens from that block's losses only, so they never depend o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +53,9 @@ class NgramConfig:
         if not self.orders or min(self.orders) < 0 or len(set(self.orders)) != len(self.orders):
             raise RnnlabError(f"n-gram orders must be distinct and >= 0, got {self.orders}")
         if not 0 < self.discount <= 1:
-            raise RnnlabError(f"n-gram discount must be in (0, 1], got {self.discount}")
-        if not self.lr >= 0:
-            raise RnnlabError(f"mixer step size must be >= 0, got {self.lr}")
+            raise RnnlabError(f"--mix-discount must be in (0, 1], got {self.discount}")
+        if not 0 <= self.lr < math.inf:
+            raise RnnlabError(f"--mix-lr must be a finite number >= 0, got {self.lr}")
         if self.block < 1:
             raise RnnlabError(f"mixer block must be >= 1, got {self.block}")
 
