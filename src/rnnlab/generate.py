@@ -1,34 +1,50 @@
-"""Choosing the next token: temperature, top-k, top-p (nucleus) and greedy; stop strings."""
+"""Choosing the next token: temperature, top-k, top-p (nucleus) and greedy; stop strings.
+
+The choice is made in NumPy on the float32 logits a stepper returns (models/stepper.py): a handful of array
+operations per token, with none of PyTorch's per-call overhead, so that it stays small beside the step itself.
+"""
 
 from __future__ import annotations
 
-import torch
+import re
+
+import numpy as np
+
+
+def sampling_rng(seed: int | None) -> np.random.Generator:
+    """The random source of one sample: seeded for reproducible text (the same seed, the same draws), else fresh."""
+    return np.random.default_rng(seed)
 
 
 def next_token(
-    logits: torch.Tensor,
+    logits: np.ndarray,
     *,
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
     greedy: bool = False,
-    generator: torch.Generator | None = None,
+    rng: np.random.Generator | None = None,
 ) -> int:
-    """Pick one id from logits (V,). Filters apply in the usual order: temperature, top-k, top-p."""
+    """Pick one id from logits (V,). Filters apply in the usual order: temperature, top-k, top-p; the draw
+    inverts the cumulative distribution at one uniform number from `rng` (a fresh generator when None)."""
     if greedy or temperature == 0:
-        return int(torch.argmax(logits))
-    logits = logits.double() / temperature
-    if 0 < top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        return int(np.asarray(logits).argmax())
+    x = np.array(logits, dtype=np.float64)  # array methods below: NumPy's functions cost more per call
+    x -= x.max()  # before the division, so that a tiny temperature cannot overflow: the largest stays 0
+    x /= temperature
+    V = x.size
+    if 0 < top_k < V:
+        kth = np.partition(x, V - top_k)[V - top_k]
+        x[x < kth] = -np.inf
+    p = np.exp(x, out=x)  # unnormalised probabilities, the largest 1
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        order = np.argsort(-p, kind="stable")
+        ranked = p[order] / p.sum()
         # Keep the smallest prefix whose mass reaches top_p: drop a token if the mass *before* it does.
-        drop = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+        p[order[np.cumsum(ranked) - ranked >= top_p]] = 0.0
+    cdf = p.cumsum(out=p)
+    u = (rng if rng is not None else np.random.default_rng()).random() * cdf[-1]
+    return min(int(cdf.searchsorted(u, side="right")), V - 1)
 
 
 class StopMatcher:
@@ -67,3 +83,12 @@ def _overlap(text: str, stop: str) -> int:
         if stop.startswith(text[-n:]):
             return n
     return 0
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def decode_escapes(text: str) -> str:
+    r"""`\n`, `\t` and `\\` as typed on a command line -> newline, tab, backslash; any other backslash stays
+    as it is (`\x` is a backslash and an x), so the shell's literal `--stop "\n\n"` means two newlines."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)

@@ -7,9 +7,12 @@ Errors in the user's input print one line, `error: ...`, on stderr and exit with
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +101,9 @@ def train(
         float | None, Opt(help="--optimizer hf: share of the streams for curvature products (0.25).")
     ] = None,
     hf_structural_damping: Annotated[float | None, Opt(help="--optimizer hf: structural damping mu (0.3).")] = None,
+    reset_prob: Annotated[
+        float | None, Opt(help="Chance per stream and chunk of restarting from a fresh state (0.02).")
+    ] = None,
     clip_norm: Annotated[float | None, Opt(help="Clip the global gradient norm (0: off).")] = None,
     clip_value: Annotated[float | None, Opt(help="Clip each gradient element to ±value (0: off).")] = None,
     warmup: Annotated[int | None, Opt(help="Linear warmup steps.")] = None,
@@ -164,6 +170,7 @@ def train(
         hf_cg_iters=hf_cg_iters,
         hf_curvature_fraction=hf_curvature_fraction,
         hf_structural_damping=hf_structural_damping,
+        reset_prob=reset_prob,
         clip_norm=clip_norm,
         clip_value=clip_value,
         warmup=warmup,
@@ -198,20 +205,25 @@ def sample(
     top_p: Annotated[float, Opt(help="Sample within the smallest set of mass p (1: all).")] = 1.0,
     greedy: Annotated[bool, Opt(help="Always take the most likely token.")] = False,
     num_samples: Annotated[int, Opt(help="How many samples to draw.")] = 1,
-    stop: Annotated[list[str] | None, Opt(help="Stop when this text is generated (repeatable).")] = None,
-    seed: Annotated[int | None, Opt(help="Seed for reproducible samples.")] = None,
+    stop: Annotated[
+        list[str] | None,
+        Opt(help=r"Stop when this text is generated (repeatable); \n, \t and \\ are newline, tab, backslash."),
+    ] = None,
+    seed: Annotated[int | None, Opt(help="Seed for reproducible samples, [0, 2**63); sample i uses seed + i.")] = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
 ) -> None:
     """Generate text from a trained model; output streams to stdout as it is sampled."""
+    from rnnlab.generate import decode_escapes
+
     if num_samples < 1:
         raise RnnlabError(f"--num-samples must be >= 1, got {num_samples}")
+    if seed is not None and not 0 <= seed <= 2**63 - num_samples:  # every sample's seed + i is a valid seed
+        within = f"[0, 2**63 - {num_samples}]" + (f" with --num-samples {num_samples}" if num_samples > 1 else "")
+        raise RnnlabError(f"--seed must be in {within} (sample i uses seed + i), got {seed}")
+    stop = [decode_escapes(s) for s in stop or []]
     lm = LanguageModel.load(run_dir, device=device)
-    lm.tokenizer.encode(prime)  # unknown characters fail here, before anything is printed
     for i in range(num_samples):
-        if i:
-            sys.stdout.write("\n---\n")
-        sys.stdout.write(prime)
-        for piece in lm.stream(
+        pieces = lm.stream(  # checks the settings and the prime's characters before anything is printed
             prime,
             length,
             temperature=temperature,
@@ -220,7 +232,11 @@ def sample(
             greedy=greedy,
             stop=stop,
             seed=None if seed is None else seed + i,
-        ):
+        )
+        if i:
+            sys.stdout.write("\n---\n")
+        sys.stdout.write(prime)
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -232,6 +248,9 @@ def evaluate(
     inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs to score.")],
     as_json: Annotated[bool, Opt("--json", help="Print the scores as JSON.")] = False,
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+    streams: Annotated[
+        int, Opt(help="1: exact, one stream. N > 1: N segments at once, each warmed up on the text before it (faster).")
+    ] = 1,
     dynamic: Annotated[
         bool, Opt(help="Dynamic evaluation: adapt to the text while scoring it (Krause et al.).")
     ] = False,
@@ -241,21 +260,22 @@ def evaluate(
     ] = DynamicConfig.decay,
     dynamic_segment: Annotated[int, Opt(help="Dynamic evaluation segment length (tokens).")] = DynamicConfig.segment,
     mix: Annotated[
-        bool, Opt(help="Mix the network with an n-gram model of the training text and the text read so far.")
+        bool, Opt(help="Mix the network with an n-gram model of the training split and the text already scored.")
     ] = False,
     mix_lr: Annotated[float, Opt(help="Step size of the online mixer.")] = NgramConfig.lr,
     mix_discount: Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")] = NgramConfig.discount,
 ) -> None:
-    """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state)."""
+    """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state,
+    every token with its full history)."""
+    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment)
+    ngram = NgramConfig(lr=mix_lr, discount=mix_discount)
+    adapt.validate()  # even when unused: a bad value on the command line is a mistake worth reporting
+    ngram.validate()
     lm = LanguageModel.load(run_dir, device=device)
     files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
-    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
-    ngram = NgramConfig(lr=mix_lr, discount=mix_discount) if mix else None
-    if ngram is not None:
-        ngram.validate()
-    score = lm.score_files(files, adapt, ngram)
+    score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
     if as_json:
-        print(json.dumps(score.to_dict()))
+        print(json.dumps(score.to_dict(), allow_nan=False))
         return
     print(f"bits per char   {score.bits_per_char:.4f}")
     print(f"nats per token  {score.nats_per_token:.4f}")
@@ -297,27 +317,54 @@ for _module in (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning user errors into one line and exit status 2."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point: run the CLI. Every failure is one line `error: ...` and exit status 2; Ctrl-C is 130.
+
+    `--debug` anywhere before a `--` (or RNNLAB_DEBUG=1) shows the traceback of a failure instead.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end] or os.environ.get("RNNLAB_DEBUG", "") not in ("", "0")
+    args = [a for i, a in enumerate(args) if not (a == "--debug" and i < end)]
     command = typer.main.get_command(app)
     try:
-        command.main(args=args or ["--help"], prog_name="rnnlab", standalone_mode=False)
-    except RnnlabError as exc:
-        _fail(str(exc))
+        status = command.main(args=args or ["--help"], prog_name="rnnlab", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `rnnlab sample DIR | head`
+        _quiet_stdout()
+        sys.exit(0)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument, bad value
         if type(exc).__name__ == "NoArgsIsHelpError":  # `rnnlab task` alone: show that group's help
             exc.show()
             sys.exit(0)
-        _fail(exc.format_message().strip().splitlines()[0] + " (see --help)")
-    except BrokenPipeError:  # `rnnlab sample DIR | head`
-        sys.exit(0)
+        _fail(exc.format_message().strip().splitlines()[0] + " (see --help)", debug)
+    except RnnlabError as exc:
+        _fail(str(exc), debug)
+    except OSError as exc:  # unreadable input, read-only folder, disk full, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", debug)
+    except MemoryError:
+        _fail("out of memory (use a smaller model, --batch-size or input)", debug)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        if "allocate" in str(exc) or "out of memory" in str(exc):
+            _fail(f"out of memory ({text[0][:200]})", debug)
+        _fail(f"unexpected {type(exc).__name__}: {text[0][:300] if text else ''} (run with --debug for details)", debug)
+    if isinstance(status, int) and status:  # click returns an Exit's status instead of raising it
+        sys.exit(status)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, debug: bool = False) -> None:
+    if debug:
+        traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is silent."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
