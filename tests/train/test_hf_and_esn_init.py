@@ -78,5 +78,10 @@ def test_resume_cannot_switch_to_or_from_hf(tmp_path: Path, corpus_file: Path, c
     assert cli("train", corpus_file, "--out", tmp_path / "r", "--max-steps", "1", *flags)[0] == 0
     config = (tmp_path / "r/config.json").read_bytes()
     code, _, err = cli("train", "--out", tmp_path / "r", "--resume", "--optimizer", "hf", "--max-steps", "2")
-    assert code == 2 and "--optimizer hf differs" in err and "cannot change on --resume" in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        code == 2
+        and "--optimizer hf differs" in err
+        and "cannot change on --resume" in err
+        and len(err.strip().splitlines()) == 1
+    ), err
     assert (tmp_path / "r/config.json").read_bytes() == config  # the failed command changed nothing
