@@ -3,6 +3,9 @@ as fp32 and still resumes exactly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,21 @@ def test_auto_falls_back_to_fp32_when_the_recurrent_kernels_fail_in_bf16(monkeyp
     assert resolve_precision("auto", CPU) == "fp32"
     monkeypatch.setattr(precision, "_cpu_bf16_recurrences_run", lambda: True)
     assert resolve_precision("auto", CPU) == "bf16"
+
+
+def test_bf16_is_refused_on_an_avx2_only_onednn(tmp_path: Path, corpus_file: Path):
+    """oneDNN capped at AVX2 (what an AVX2-only CPU gives it) has no bf16 LSTM primitive: the real kernel
+    fails, `--precision bf16` is refused before anything is written, and `auto` trains in fp32."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"}
+    flags = ["--preset", "tiny", "--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16"]
+    cmd = [sys.executable, "-m", "rnnlab", "train", str(corpus_file), *flags, "--max-steps", "2"]
+    refused = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "bf16"), "--precision", "bf16"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("error: --precision bf16 cannot run") and len(refused.stderr.splitlines()) == 1
+    assert not (tmp_path / "bf16").exists()
+    auto = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "auto"), "--precision", "auto"], env=env, capture_output=True, text=True
+    )
+    assert auto.returncode == 0 and "runs in fp32" in auto.stderr, auto.stderr
