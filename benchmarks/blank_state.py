@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--small-run", type=Path, help="an existing --preset small run to measure instead")
     parser.add_argument("--measure", choices=("valid", "tail"), default="valid")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
+    parser.add_argument("--result", default="blank_state", help="results/<name>.md ('-tail' added for tail)")
     parser.add_argument("extra", nargs="*", help="extra `rnnlab train` flags (after --), e.g. --reset-prob 0")
     args = parser.parse_args()
     train_file, valid_file = corpus(args.corpus, "train"), corpus(args.corpus, "valid")
@@ -147,7 +148,7 @@ def main() -> None:
         "|---|---:|---:|---:|---|\n" + "\n".join(rows) + "\n\n```json\n" + json.dumps(results, indent=1) + "\n```\n"
     )
     suffix = "" if args.measure == "valid" else "-tail"
-    print(write_result(f"blank_state{suffix}.md", "Predicting from a fresh state", body))
+    print(write_result(f"{args.result}{suffix}.md", "Predicting from a fresh state", body))
 
 
 if __name__ == "__main__":
