@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from common import write_result
-from rnnlab.nn.cells import CELL_NAMES, make_cell
+from rnnlab.nn import registry
+from rnnlab.nn.cells import make_cell
 from rnnlab.nn.recurrent import Recurrent
 
-FUSED = ("rnn-tanh", "rnn-relu", "lstm", "gru")  # cells that `Recurrent` runs as torch.nn.RNN/LSTM/GRU
+FUSED = [s.name for s in registry.cells() if s.torch_module]  # cells that `Recurrent` runs as torch.nn.RNN/LSTM/GRU
 
 
 # Each cell's matrix products in units of H output columns: (input blocks of the hoisted projection, the
@@ -73,7 +74,7 @@ def paths(H: int) -> list[tuple[str, str, torch.nn.Module, Callable]]:
     """(cell, path, module, run) for every cell and each way rnnlab can run it; run(module, x) -> outputs."""
     torch.manual_seed(0)
     found = [("lstm", "torch.nn.LSTM (baseline)", torch.nn.LSTM(H, H, batch_first=True), lambda m, x: m(x)[0])]
-    for name in (n for n in CELL_NAMES if n != "ssm"):  # ssm: a block, not a cell; see benchmarks/scan.py
+    for name in (n for n in registry.names() if n != "ssm"):  # ssm: a block, not a cell; see benchmarks/scan.py
         for label, peephole in ((name, False), *((("lstm --peephole", True),) if name == "lstm" else ())):
             if name in FUSED and not peephole:
                 found.append((label, "fused (torch)", Recurrent(name, H, H), lambda m, x: m(x)[0]))

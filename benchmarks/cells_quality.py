@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import ROOT, corpus, write_result
-from rnnlab.config import CELLS, ModelConfig, parse_duration
+from rnnlab.config import ModelConfig, parse_duration
 from rnnlab.models.language_model import RNNLM
+from rnnlab.nn import registry
 
 STORE = ROOT / "benchmarks" / "results" / "cells_quality.json"  # every cell's latest row
 VOCAB = 85  # Shakespeare's character vocabulary (the exact size barely moves the parameter count)
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--time", default="3m", help="training budget per cell")
     parser.add_argument("--params", type=int, default=400_000, help="parameter count to match")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    parser.add_argument("--cells", nargs="+", default=list(CELLS))
+    parser.add_argument("--cells", nargs="+", default=list(registry.names()))
     args = parser.parse_args()
     train, valid = corpus("shakespeare", "train"), corpus("shakespeare", "valid")
     if train is None or valid is None:

@@ -53,8 +53,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from typing import NamedTuple
 
 import numpy as np
@@ -66,6 +65,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM, LanguageModel
 from rnnlab.models.stepper import make_stepper
 from rnnlab.nn.recurrent import State
+from rnnlab.threads import one_thread
 
 MAGIC = b"RNNZ"
 VERSION = 2
@@ -274,17 +274,6 @@ class _Predictor:
                     start, segment = self.stepper.module_state(), [token]
 
 
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Single-threaded kernels for the duration (reductions then have one fixed order)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------------------
@@ -341,7 +330,7 @@ def compress(
     payload = b""
     if ids:
         predictor, coder = _Predictor(lm, dynamic), RangeEncoder()
-        with _single_thread(), torch.inference_mode():
+        with one_thread(), torch.inference_mode():
             tables = predictor.tables()
             table = next(tables)
             for i, token in enumerate(ids):
@@ -449,7 +438,7 @@ def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None)
     ids: list[int] = []
     if n:
         predictor, coder = _Predictor(lm, header.dynamic), RangeDecoder(blob[header.size :])
-        with _single_thread(), torch.inference_mode():
+        with one_thread(), torch.inference_mode():
             tables = predictor.tables()
             table = next(tables)
             for i in range(n):

@@ -7,58 +7,107 @@ dataclasses and nothing else decides hyperparameters.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rnnlab.data.tokenizers import WORD_PATTERN
 from rnnlab.errors import RnnlabError
+from rnnlab.nn import registry
 
-CELLS = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn",
-         "mingru", "minlstm", "ssm")  # fmt: skip
-OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd", "nesterov", "hf")
-INITS = ("default", "esn")
-TOKENIZERS = ("char", "byte", "word", "bpe")
-DECAYS = ("cosine", "linear", "none")
+# The fixed sets of choices: the field types below, so the CLI offers and checks them (typer's Literal choices).
+Optimizer = Literal["adam", "adamw", "adagrad", "rmsprop", "sgd", "nesterov", "hf"]
+Init = Literal["default", "esn"]
+Tokenizer = Literal["char", "byte", "word", "bpe"]
+Unknown = Literal["error", "unk"]
+Decay = Literal["cosine", "linear", "none"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
+INITS: tuple[str, ...] = typing.get_args(Init)
+TOKENIZERS: tuple[str, ...] = typing.get_args(Tokenizer)
+DECAYS: tuple[str, ...] = typing.get_args(Decay)
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+# Where the cells' names come from: the registry, read when the CLI is built (cells register on import).
+CELL_CHOICES: Callable[[], Sequence[str]] = registry.names
+
+# The groups of `rnnlab train --help`, in the order shown.
+PANELS = ("Data", "Model", "Optimisation", "Budget", "Output", "Hardware")
+
+
+def opt(default: Any, help: str, panel: str, **cli: Any) -> Any:
+    """A config field together with its command-line option, so each option is described in one place.
+
+    `help` and `panel` (one of PANELS) are its `--help` entry. `cli` may hold `flag` (the option's name where it
+    is not the field's, e.g. "--val-file"; None: no option, the value is derived), `argument` (True: positional),
+    `choices` (a function returning the allowed values, for a set known only at run time), `parse` (a function
+    reading the command-line text, e.g. a duration) and `metavar`.
+    """
+    if panel not in PANELS:
+        raise ValueError(f"unknown panel {panel!r}; choose one of: {', '.join(PANELS)}")
+    metadata = {"help": help, "panel": panel, **cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+
+
+def parse_duration(text: str | float) -> float:
+    """'90s' -> 90.0, '20m' -> 1200.0, '1.5h' -> 5400.0, '45' -> 45.0 (seconds); a number is already seconds
+    (an option's default goes through the parser too)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise RnnlabError(f"cannot read duration {text!r}; use e.g. 90s, 20m or 1.5h")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
 
 
 @dataclass
 class ModelConfig:
     """The network's shape. Changing any of these makes a different model (so `--resume` refuses)."""
 
-    vocab_size: int = 0  # V, set from the tokenizer
-    cell: str = "lstm"
-    layers: int = 2  # L
-    hidden: int = 256  # H
-    embed: int = 64  # D; 0 means one-hot input (D = V)
-    dropout: float = 0.0  # between layers and before the head
-    variational: bool = False  # one dropout mask per sequence (locked dropout) instead of per step
-    residual: bool = False  # y = H(x) + x between layers of equal size
-    highway: bool = False  # y = g ⊙ H(x) + (1 − g) ⊙ x between layers of equal size
-    layer_norm: bool = False  # LayerNorm on each layer's output
-    learn_init: bool = False  # learned initial hidden state instead of zeros
-    peephole: bool = False  # lstm only: peephole connections from the cell state to the gates
-    factors: int = 0  # mrnn only: factors of the 3-way tensor (0: = hidden)
-    tie_weights: bool = False  # output layer reuses the embedding matrix (a projection H -> D when D != H)
+    vocab_size: int = opt(0, "V, set from the tokenizer (see --vocab-size).", "Model", flag=None)
+    cell: str = opt("lstm", "The recurrent cell (README: Cells).", "Model", choices=CELL_CHOICES)
+    layers: int = opt(2, "Recurrent layers L.", "Model")
+    hidden: int = opt(256, "Hidden units H per layer.", "Model")
+    embed: int = opt(64, "Embedding size D (0: one-hot input, D = V).", "Model")
+    dropout: float = opt(0.0, "Dropout between layers and before the output.", "Model")
+    variational: bool = opt(False, "Locked dropout: one mask per sequence instead of per step.", "Model")
+    residual: bool = opt(False, "Residual connections y = H(x) + x between layers of equal size.", "Model")
+    highway: bool = opt(False, "Highway gates y = g⊙H(x) + (1 − g)⊙x between layers of equal size.", "Model")
+    layer_norm: bool = opt(False, "LayerNorm on each layer's output.", "Model")
+    learn_init: bool = opt(False, "Learn the initial hidden state instead of zeros.", "Model")
+    peephole: bool = opt(False, "lstm only: peephole connections from the cell state to the gates.", "Model")
+    factors: int = opt(0, "mrnn only: factors of the 3-way weights (0: = hidden).", "Model")
+    tie_weights: bool = opt(
+        False, "The output layer reuses the embedding matrix (through a projection H -> D when D != H).", "Model"
+    )
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
         check_types(self)
         if self.vocab_size < 0:
             raise RnnlabError(f"vocab_size must be >= 0, got {self.vocab_size}")
-        if self.cell not in CELLS:
-            raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        spec = registry.get(self.cell)
         _positive("--layers", self.layers)
         _positive("--hidden", self.hidden)
         if self.factors < 0:
             raise RnnlabError(f"--factors must be >= 0, got {self.factors}")
-        if self.learn_init and self.cell == "ssm":
-            raise RnnlabError("--learn-init does not apply to --cell ssm (its state is a conv buffer and an ssm state)")
-        if self.peephole and self.cell != "lstm":
-            raise RnnlabError("--peephole applies to --cell lstm only")
-        if self.cell in ("mut1", "mut2") and self.embed != self.hidden:
+        if self.learn_init and not spec.per_unit:
+            parts = ", ".join(spec.state)
+            raise RnnlabError(f"--learn-init does not apply to --cell {self.cell}: its state ({parts}) is not per unit")
+        for name in sorted({o for s in registry.cells() for o in s.options} - set(spec.options)):  # other cells'
+            if getattr(self, name) != getattr(ModelConfig, name):
+                takers = " | ".join(s.name for s in registry.cells() if name in s.options)
+                raise RnnlabError(f"--{name.replace('_', '-')} applies to --cell {takers} only")
+        if spec.same_width and self.embed != self.hidden:
             raise RnnlabError(f"--cell {self.cell} adds its input un-weighted, so it needs --embed equal to --hidden")
         if self.embed < 0:
             raise RnnlabError(f"--embed must be >= 0 (0 = one-hot input), got {self.embed}")
@@ -74,56 +123,80 @@ class ModelConfig:
 class TrainConfig:
     """How to train: data, optimisation, schedule, logging. Sizes use N batch, T time."""
 
-    inputs: list[str] = field(default_factory=list)  # empty: the built-in default corpus
-    val_files: list[str] = field(default_factory=list)
-    val_fraction: float = 0.05  # taken from the end of each training file when no --val-file
-    tokenizer: str = "char"
-    unknown: str = "error"  # char tokenizer: "error" on unseen characters, or "unk" to map them
-    vocab_size_limit: int = 0  # word: most frequent pieces kept, <unk> included (0: all); bpe: 0 means 1000
-    min_count: int = 1  # word: pieces seen fewer times in training become <unk>
-    lowercase: bool = False  # word and bpe: lower-case the text before tokenizing
-    word_pattern: str = WORD_PATTERN  # word: regex for the pieces (text between matches is a piece too)
-    batch_size: int = 32  # N parallel streams
-    seq_len: int = 128  # T, the truncated-BPTT window
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    momentum: float = 0.9  # sgd, nesterov and rmsprop
-    weight_decay: float = 0.0
-    init: str = "default"  # "esn": W_hh scaled to spectral_radius, input weights N(0, 1/D), biases 0
-    spectral_radius: float = 1.1  # --init esn (Sutskever et al. 2013 use 1.1 for tanh units)
-    hf_cg_iters: int = 50  # --optimizer hf: most conjugate-gradient iterations per update
-    hf_curvature_fraction: float = 0.25  # --optimizer hf: share of the N streams for curvature products
-    hf_structural_damping: float = 0.3  # --optimizer hf: μ (Martens & Sutskever 2011)
-    betas: tuple[float, float] = (0.9, 0.999)
-    reset_prob: float = 0.02  # chance per stream and chunk of restarting from the initial state (see trainer)
-    clip_norm: float = 5.0  # 0 disables
-    clip_value: float = 0.0  # 0 disables
-    warmup: int = 100  # steps of linear warmup
-    decay: str = "cosine"  # over max_steps and/or max_time
-    min_lr_ratio: float = 0.1
-    max_steps: int = 0  # 0: no step limit
-    max_time: float = 0.0  # seconds; 0: no time limit
-    epochs: float = 0.0  # 0: no epoch limit
-    eval_every: int = 500
-    eval_tokens: int = 0  # cap on validation tokens per periodic evaluation; 0: all
-    checkpoint_every: int = 500
-    log_every: int = 10
-    patience: int = 0  # early stopping after this many evaluations without improvement; 0: off
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where the hardware has it, else fp32): autocast
-    compile: bool = False  # torch.compile the model for the training step
+    inputs: list[str] = opt(
+        [], "Files, directories or globs (default: Python's stdlib source).", "Data", argument=True, metavar="INPUT"
+    )
+    val_files: list[str] = opt(
+        [],
+        "Validation file(s); repeat for more (default: --val-fraction of each file).",
+        "Data",
+        flag="--val-file",
+        metavar="FILE",
+    )
+    val_fraction: float = opt(0.05, "Fraction held out from the end of each training file.", "Data")
+    tokenizer: Tokenizer = opt("char", "Characters seen in training, raw bytes, words or BPE pieces.", "Data")
+    unknown: Unknown = opt("error", "char: unseen characters are an error, or become <unk>.", "Data")
+    vocab_size_limit: int = opt(
+        0, "word: most frequent pieces kept, <unk> included (0: all); bpe: size (0: 1000).", "Data", flag="--vocab-size"
+    )
+    min_count: int = opt(1, "word: pieces seen fewer times in training become <unk>.", "Data")
+    lowercase: bool = opt(False, "word, bpe: lower-case the text before tokenizing.", "Data")
+    word_pattern: str = opt(WORD_PATTERN, "word: regex for the pieces (text between matches too).", "Data")
+    batch_size: int = opt(32, "Parallel streams N.", "Data")
+    seq_len: int = opt(128, "Truncated-BPTT length T (hidden state carried chunk to chunk).", "Data")
+    optimizer: Optimizer = opt("adam", "nesterov: SGD with Nesterov momentum; hf: Hessian-free.", "Optimisation")
+    lr: float = opt(2e-3, "Peak learning rate (a cell's registered maximum applies unless given).", "Optimisation")
+    momentum: float = opt(0.9, "Momentum for sgd, nesterov and rmsprop.", "Optimisation")
+    weight_decay: float = opt(0.0, "The optimiser's weight decay.", "Optimisation")
+    init: Init = opt("default", "esn: W_hh at --spectral-radius, input weights N(0, 1/D), biases 0.", "Optimisation")
+    spectral_radius: float = opt(1.1, "--init esn: spectral radius of W_hh (Sutskever et al. 2013).", "Optimisation")
+    hf_cg_iters: int = opt(50, "--optimizer hf: most conjugate-gradient iterations per update.", "Optimisation")
+    hf_curvature_fraction: float = opt(
+        0.25, "--optimizer hf: share of the N streams for curvature products.", "Optimisation"
+    )
+    hf_structural_damping: float = opt(
+        0.3, "--optimizer hf: structural damping μ (Martens & Sutskever 2011).", "Optimisation"
+    )
+    betas: tuple[float, float] = opt((0.9, 0.999), "adam, adamw: decay rates of the two moments.", "Optimisation")
+    reset_prob: float = opt(0.02, "Chance per stream and chunk of restarting from the initial state.", "Optimisation")
+    clip_norm: float = opt(5.0, "Clip the global gradient norm (0: off).", "Optimisation")
+    clip_value: float = opt(0.0, "Clip each gradient element to ±value (0: off).", "Optimisation")
+    warmup: int = opt(100, "Steps of linear warmup.", "Optimisation")
+    decay: Decay = opt("cosine", "Learning-rate decay over the step and/or time budget.", "Optimisation")
+    min_lr_ratio: float = opt(0.1, "Final learning rate as a fraction of --lr.", "Optimisation")
+    max_steps: int = opt(0, "Stop after this many steps (0: no limit).", "Budget")
+    max_time: float = opt(
+        0.0,
+        "Stop after this much training time, e.g. 90s, 20m, 1.5h (0: no limit).",
+        "Budget",
+        parse=parse_duration,
+        metavar="DURATION",
+    )
+    epochs: float = opt(0.0, "Stop after this many passes over the data (0: no limit).", "Budget")
+    eval_every: int = opt(500, "Validate every this many steps.", "Output")
+    eval_tokens: int = opt(0, "Validate on at most this many tokens (0: all).", "Output")
+    checkpoint_every: int = opt(500, "Checkpoint every this many steps.", "Output")
+    log_every: int = opt(10, "Log metrics every this many steps.", "Output")
+    patience: int = opt(0, "Stop after this many evaluations without improvement (0: off).", "Budget")
+    seed: int = opt(1337, "Seed of the weights, the data order, dropout and resets.", "Optimisation")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N.", "Hardware", metavar="DEVICE")
+    precision: Precision = opt(
+        "fp32", "Autocast (auto: bf16 where the hardware has it, else fp32; fp16 scales the loss).", "Hardware"
+    )
+    compile: bool = opt(False, "torch.compile the model for the training step (falls back if unavailable).", "Hardware")
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
         check_types(self)
         if not 0 <= self.seed < 2**63:
             raise RnnlabError(f"--seed must be in [0, 2**63), got {self.seed}")
-        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
-            raise RnnlabError(f"--precision must be fp32, bf16, fp16 or auto, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise RnnlabError(
+                f"--precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {self.precision!r}"
+            )
         if self.tokenizer not in TOKENIZERS:
             raise RnnlabError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
-        if self.unknown not in ("error", "unk"):
+        if self.unknown not in typing.get_args(Unknown):
             raise RnnlabError(f"--unknown must be 'error' or 'unk', got {self.unknown!r}")
         if self.vocab_size_limit < 0:
             raise RnnlabError(f"--vocab-size must be >= 0 (0: no limit), got {self.vocab_size_limit}")
@@ -215,19 +288,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Default learning rates too high for a cell are lowered to these unless --lr is given. mrnn: its
-# hidden-to-hidden matrix is a product W_hf diag(gains) W_fh, so the small steps Adam takes on every
-# factor compound; at 3e-3 the product's spectral radius grew from 0.7 to 5 in 900 steps on Shakespeare,
-# the hidden units saturated and training diverged (valid 2.634 bpc from the best checkpoint), while at
-# 1e-3 the same 6-minute run reached 2.24-2.26 (benchmarks/results/cells_quality.md).
-CELL_MAX_LR: dict[str, float] = {"mrnn": 1e-3}
-
-
 def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfig, TrainConfig]:
     """Split keyword options into (ModelConfig, TrainConfig): preset values first, then `options`.
 
-    Options that are None are treated as "not given"; a cell in `CELL_MAX_LR` gets at most that learning
-    rate unless `lr` is given. Unknown names are an error, so a typo in the
+    Options that are None are treated as "not given"; a cell registered with a `max_lr` gets at most that
+    learning rate unless `lr` is given. Unknown names are an error, so a typo in the
     Python API fails as loudly as one on the command line.
     """
     values: dict[str, Any] = {}
@@ -238,8 +303,9 @@ def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfi
     given = {k: v for k, v in options.items() if v is not None}
     values.update(given)
     cell, lr = values.get("cell", ModelConfig.cell), values.get("lr", TrainConfig.lr)
-    if "lr" not in given and cell in CELL_MAX_LR and lr > CELL_MAX_LR[cell]:
-        values["lr"] = CELL_MAX_LR[cell]
+    max_lr = registry.get(cell).max_lr if cell in registry.names() else None  # an unknown cell: validate says so
+    if "lr" not in given and max_lr is not None and lr > max_lr:
+        values["lr"] = max_lr
     model_names = {f.name for f in dataclasses.fields(ModelConfig)}
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - model_names - train_names)
@@ -252,6 +318,32 @@ def build_configs(preset: str | None = None, **options: Any) -> tuple[ModelConfi
     model.validate()
     train.validate()
     return model, train
+
+
+def option_fields(*configs: type) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """The fields of the `configs` dataclasses that a user sets (not those with `flag=None`), each with its type."""
+    hints = {name: kind for cls in configs for name, kind in typing.get_type_hints(cls).items()}
+    return [
+        (f, hints[f.name]) for cls in configs for f in dataclasses.fields(cls) if f.metadata.get("flag", "") is not None
+    ]
+
+
+F = typing.TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(function: F) -> F:
+    """Decorator for a function that takes the config fields as `**options` (e.g. `rnnlab.train`): give it a
+    signature naming each of them, typed and None ("not given"), so help(), notebooks and editors that read
+    signatures list and complete them. Calls are unchanged; build_configs still rejects an unknown name."""
+    signature = inspect.signature(function)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    options = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind | None)
+        for f, kind in option_fields(ModelConfig, TrainConfig)
+        if f.name not in {p.name for p in own}
+    ]
+    function.__signature__ = signature.replace(parameters=[*own, *options])  # type: ignore[attr-defined]
+    return function
 
 
 def model_config_from_dict(data: Any, source: str = "config.json") -> ModelConfig:
@@ -280,18 +372,6 @@ def _from_dict(cls: Any, data: Any, source: str, section: str) -> Any:
     return config
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'90s' -> 90.0, '20m' -> 1200.0, '1.5h' -> 5400.0, '45' -> 45.0 (seconds)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise RnnlabError(f"cannot read duration {text!r}; use e.g. 90s, 20m or 1.5h")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
-
-
 MAX_INT = 2**63  # integers are stored as int64 in checkpoints and handed to torch
 
 
@@ -311,7 +391,7 @@ def check_types(config: Any) -> None:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok and not math.isfinite(value):
                 raise RnnlabError(f"{flag} must be a finite number, got {value}")
-        elif kind is str:
+        elif kind is str or typing.get_origin(kind) is Literal:  # validate() names a Literal's choices
             ok = isinstance(value, str)
         else:  # list[str] or tuple[float, float]
             item = typing.get_args(kind)[0]
@@ -329,6 +409,8 @@ def _type_name(kind: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     if kind in names:
         return names[kind]
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(typing.get_args(kind))
     return "a list of " + _type_name(typing.get_args(kind)[0]).removeprefix("a ").removeprefix("n ") + "s"
 
 

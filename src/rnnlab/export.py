@@ -33,7 +33,7 @@ class StepModule(nn.Module):
         return (logits[:, -1], *state_tensors(new_state))
 
     def state_names(self) -> list[str]:
-        return ["h", "c"] if self.model.rnn.is_lstm else ["h"]
+        return list(self.model.rnn.spec.state)
 
     def initial_state(self, N: int) -> list[Tensor]:
         """The state to start from: zeros (L, N, H), or the learned initial state expanded to N."""
@@ -47,8 +47,9 @@ class StepModule(nn.Module):
 def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
     """Write the step function of the model in `run_dir` to `path` (an .onnx file) and return the path."""
     step = StepModule(LanguageModel.load(run_dir).module).eval()
-    if step.model.config.cell == "ssm":
-        raise RnnlabError("ONNX export does not support --cell ssm: the exporter has no operator for its RMSNorm")
+    spec = step.model.rnn.spec
+    if spec.no_onnx:
+        raise RnnlabError(f"ONNX export does not support --cell {spec.name}: {spec.no_onnx}")
     # The exporter records primitive ops; rnnlab's own autograd nodes (the scans, the peephole LSTM's
     # hand-written BPTT) are opaque to it and would export wrong, so cells run their step loop instead.
     step_loops(step)

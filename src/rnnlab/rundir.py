@@ -1,6 +1,6 @@
 """The run directory: a self-describing folder that any rnnlab command can load on any device.
 
-    config.json        model + training config and the rnnlab version
+    config.json        the run's `kind` (see KINDS), model + training config and the rnnlab version
     tokenizer.json     the tokenizer
     model.safetensors  the weights to use (best validation score; last weights without validation)
     metrics.jsonl      one JSON object per log/eval step
@@ -11,6 +11,9 @@ Every write is atomic: a temporary file in the same folder, then `os.replace`, w
 user's umask gives (a temporary file is created 0600; colleagues on a shared filesystem must read runs).
 Saved tensors carry a SHA-256 of their contents in the file's metadata, checked when they are loaded, and
 a loaded tensor must be finite. `RunLock` keeps a second trainer out of a run directory that is training.
+
+Every kind of run writes its config.json with `write_run_config` and every command reads it with `read_run`,
+which names the run's kind and the command to use when a command is handed a run it cannot use.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from rnnlab._version import __version__
 from rnnlab.errors import RnnlabError
 
 CONFIG = "config.json"
@@ -146,6 +150,65 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise RnnlabError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
 
 
+class RunKind(NamedTuple):
+    """What a run of one kind holds, and the command that uses it (named when another command is given it)."""
+
+    holds: str
+    command: str
+
+
+KINDS: dict[str, RunKind] = {
+    "lm": RunKind("a language model", "rnnlab sample"),
+    "reference": RunKind("a language model trained by the NumPy reference", "rnnlab sample"),
+    "classify": RunKind("a sequence classifier", "rnnlab classify predict"),
+    "tag": RunKind("a sequence tagger", "rnnlab tag predict"),
+    "seq2seq": RunKind("an encoder-decoder", "rnnlab seq2seq decode"),
+    "timeseries": RunKind("a next-value forecaster", "rnnlab timeseries predict"),
+    "caption": RunKind("an image captioner", "rnnlab caption describe"),
+    "vqa": RunKind("a visual question answerer", "rnnlab vqa ask"),
+    "esn": RunKind("an echo state network", "rnnlab esn predict"),
+}
+LANGUAGE_MODELS = ("lm", "reference")  # the kinds that sample, eval, compress, probe, export and serve load
+REFERENCE_ENGINE = "rnnlab.reference"  # config.json's train.engine in a reference run of rnnlab 0.1.0 (no kind)
+
+
+def write_run_config(run_dir: Path, kind: str, model: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """Write run_dir/config.json atomically: the run's `kind`, the rnnlab version, the `model` section and
+    the `extra` sections (training settings, vocabularies, ...). The one writer of every run kind."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r}")
+    data = {"kind": kind, "rnnlab_version": __version__, "model": model}
+    if set(data) & set(extra or {}):
+        raise ValueError(f"extra sections may not replace {sorted(set(data) & set(extra or {}))}")
+    atomic_write_json(Path(run_dir) / CONFIG, data | (extra or {}))
+
+
+def read_run(run_dir: Path, expect: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """config.json of a run directory with its `kind` filled in; the one reader of every run kind.
+
+    A config.json without a `kind` (rnnlab 0.1.0's language models and reference runs) is an "lm" run, or a
+    "reference" run when its training section names the reference engine. With `expect`, a run of any other
+    kind is a one-line RnnlabError naming the run's kind and the command that uses it.
+    """
+    data = read_config(run_dir)
+    kind = data.get("kind")
+    if kind is None:
+        train = data.get("train")
+        kind = "reference" if isinstance(train, dict) and train.get("engine") == REFERENCE_ENGINE else "lm"
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise RnnlabError(
+            f"{Path(run_dir) / CONFIG} has an unknown run kind {kind!r} (a newer rnnlab's?); "
+            f"this rnnlab reads {', '.join(KINDS)}"
+        )
+    wanted = (expect,) if isinstance(expect, str) else expect
+    if wanted is not None and kind not in wanted:
+        raise RnnlabError(
+            f"{run_dir} holds {KINDS[kind].holds} ({kind} run), not {KINDS[wanted[0]].holds}; "
+            f"use `{KINDS[kind].command}`"
+        )
+    return data | {"kind": kind}
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     """config.json of a run directory, or a clear error if `run_dir` is not one."""
     path = Path(run_dir) / CONFIG
@@ -157,9 +220,19 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RnnlabError(f"{path} is not valid JSON ({_first_line(exc)})") from None
-    if not isinstance(data, dict) or "model" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise RnnlabError(f"{path} is not an rnnlab config (no 'model' section)")
     return data
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, read from its header alone (nothing is loaded)."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            names = f.keys()  # safe_open has keys() but is not iterable
+            return {name: tuple(f.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise RnnlabError(f"{path} is corrupt or truncated ({_first_line(exc)})") from None
 
 
 def load_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from rnnlab.analysis.gradients import grad_norms, saturation, set_spectral_radius, untrained
 from rnnlab.analysis.novelty import fraction_seen, ngram_hashes, novelty
 from rnnlab.analysis.surprisal import surprisal
-from rnnlab.cli import main
 from rnnlab.config import ModelConfig
-from rnnlab.models.language_model import LanguageModel, total_nats
+from rnnlab.errors import RnnlabError
+from rnnlab.models.language_model import RNNLM, LanguageModel, total_nats
+from rnnlab.nn import registry
 
 
 def test_surprisal_sums_to_the_exact_score(probe_run: Path) -> None:
@@ -82,6 +83,32 @@ def test_saturation_counts_hand_set_gates() -> None:
     assert saturation(model, torch.arange(5)) == {"tanh_saturated": 0.5}
 
 
+@pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.torch_module is not None])
+def test_saturation_is_the_same_in_either_parameter_layout(name: str) -> None:
+    """The cell's `equations` recompute the gates from each layer's weights, PyTorch's module's or the cells' own;
+    a stack with a per-layer extra is more than its equations, and has no figure."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=7, cell=name, layers=2, hidden=6, embed=4)
+    fused, layered = RNNLM(config), RNNLM(ModelConfig(**{**vars(config), "variational": True}))
+    layered.load_state_dict(fused.state_dict(), strict=False)  # embedding and head
+    with torch.no_grad():
+        for ours, theirs in zip(fused.rnn.layer_weights(), layered.rnn.layer_weights(), strict=True):
+            for a, b in zip(ours, theirs, strict=True):
+                b.copy_(a * 4)  # wide weights, so that some units saturate
+                a.mul_(4)
+    tokens = torch.randint(7, (30,), generator=torch.Generator().manual_seed(1))
+    figures = saturation(fused, tokens)
+    assert figures.keys() == saturation(layered, tokens).keys() and all(0 < v < 1 for v in figures.values())
+    assert figures == pytest.approx(saturation(layered, tokens), abs=1e-6)
+    assert saturation(RNNLM(ModelConfig(**{**vars(config), "layer_norm": True})), tokens) == {}
+
+
+def test_the_gradient_probe_refuses_a_cell_without_an_h_state() -> None:
+    model = RNNLM(ModelConfig(vocab_size=7, cell="ssm", layers=1, hidden=8, embed=8))
+    with pytest.raises(RnnlabError, match="--cell ssm keeps no h state"):
+        grad_norms(model, torch.arange(5))
+
+
 def test_ngram_lookup() -> None:
     corpus = np.sort(ngram_hashes(np.array([1, 2, 3, 4, 5]), 3))
     assert fraction_seen(corpus, ngram_hashes(np.array([2, 3, 4, 9]), 3)) == 0.5
@@ -98,22 +125,12 @@ def test_novelty_of_copied_training_text_is_one(
     assert result.validation is not None and all(0 <= v <= 1 for v in result.validation)
 
 
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_probe_commands_end_to_end(
-    probe_run: Path, text_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    probe_run: Path, text_file: Path, tmp_path: Path, cli: pytest.CaptureFixture
 ) -> None:
     report, numbers = tmp_path / "cells.html", tmp_path / "cells.json"
-    code, out, err = run(
-        capsys, "probe", "cells", probe_run, text_file, "--out", report, "--json", numbers,
+    code, out, err = cli(
+        "probe", "cells", probe_run, text_file, "--out", report, "--json", numbers,
         "--feature", "returns=return", "--max-chars", "500",
     )  # fmt: skip
     assert code == 0, err
@@ -121,17 +138,13 @@ def test_probe_commands_end_to_end(
     assert "position_in_line" in page and 'id="data"' in page and "http" not in page.replace("http-equiv", "")
     data = json.loads(numbers.read_text())
     assert data["chars"] == 500 and abs(data["features"]["returns"][0]["r"]) > 0
-    code, _, err = run(
-        capsys, "probe", "surprisal", probe_run, text_file, "--out", tmp_path / "s.html", "--max-chars", "200"
-    )
+    code, _, err = cli("probe", "surprisal", probe_run, text_file, "--out", tmp_path / "s.html", "--max-chars", "200")
     assert code == 0, err
     assert "bits" in (tmp_path / "s.html").read_text()
-    code, out, err = run(
-        capsys, "probe", "gradients", probe_run, "--out", tmp_path / "g.png", "--untrained", "--steps", "30"
-    )
+    code, out, err = cli("probe", "gradients", probe_run, "--out", tmp_path / "g.png", "--untrained", "--steps", "30")
     assert code == 0, err
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG" and "gru (untrained)" in out and "rho=2" in out
-    code, out, err = run(capsys, "probe", "novelty", probe_run, "--samples", "1", "--length", "50", "--n", "3,5")
+    code, out, err = cli("probe", "novelty", probe_run, "--samples", "1", "--length", "50", "--n", "3,5")
     assert code == 0, err
     assert out.splitlines()[1].split()[0] == "3"
 
@@ -147,8 +160,6 @@ def test_probe_commands_end_to_end(
         (["novelty", "{run}", "--n", "a,b"], "--n takes"),
     ],
 )
-def test_probe_errors_are_one_line(
-    probe_run: Path, text_file: Path, capsys: pytest.CaptureFixture, args: list[str], match: str
-) -> None:
-    code, _, err = run(capsys, "probe", *[a.format(run=probe_run, text=text_file) for a in args])
+def test_probe_errors_are_one_line(probe_run: Path, text_file: Path, cli, args: list[str], match: str) -> None:
+    code, _, err = cli("probe", *[a.format(run=probe_run, text=text_file) for a in args])
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and match in err, err

@@ -10,6 +10,7 @@ from torch.func import functional_call
 
 from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.models.language_model import RNNLM
+from rnnlab.nn import registry
 from rnnlab.nn.recurrent import state_tensors
 from rnnlab.tasks.long_range import SequenceModel, adding_batch, copy_batch
 from rnnlab.train.hessian_free import ChunkHessianFree, HessianFree, masked_loss
@@ -87,9 +88,10 @@ def test_hf_decreases_the_loss_on_the_adding_problem() -> None:
     assert steps[-1].loss_after < 0.3 * start
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru-cho", "mingru", "ssm"])
+@pytest.mark.parametrize("cell", registry.names())
 def test_language_model_gradient_from_a_carried_state(cell: str) -> None:
-    """HF's view of an RNNLM (tokens and the state's rows, batch-first) gives the model's own gradient."""
+    """HF's view of an RNNLM (tokens and the state's rows, batch-first) gives the model's own gradient, for every
+    registered cell: HF runs each cell's step loop (vmap, double backward), so it applies to all of them."""
     torch.manual_seed(0)
     lm = RNNLM(ModelConfig(vocab_size=7, cell=cell, layers=2, hidden=6, embed=6)).double()
     x, y = torch.randint(0, 7, (4, 5)), torch.randint(0, 7, (4, 5))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rnnlab.cli.app import main
+from rnnlab.errors import RnnlabError
 from rnnlab.tasks.long_range import (
     COPY_LENGTH,
     SYMBOLS,
@@ -83,6 +84,16 @@ def test_lstm_learns_8_bit_addition_and_generalises_to_64_bits() -> None:
     result = train_task("binary-addition", cell="lstm", optimizer="adam", hidden=16, steps=600, seed=0)
     assert result.solved, result.metrics
     assert result.metrics["64-bit"] >= 0.99
+
+
+def test_a_task_that_keeps_diverging_ends_with_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tasks train in the shared loop: a NaN loss rolls back (halving the rate) until the limit."""
+    from rnnlab.tasks import long_range
+
+    real = long_range.masked_loss
+    monkeypatch.setattr(long_range, "masked_loss", lambda *args: real(*args) * float("nan"))
+    with pytest.raises(RnnlabError, match=r"^training kept diverging \(nan\) after 8 rollbacks; lower --lr$"):
+        train_task("copy", length=3, hidden=4, steps=50)
 
 
 def test_cli_runs_a_task(capsys: pytest.CaptureFixture[str]) -> None:

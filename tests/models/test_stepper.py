@@ -9,6 +9,7 @@ import torch
 from rnnlab.config import ModelConfig
 from rnnlab.models.language_model import RNNLM
 from rnnlab.models.stepper import FusedStepper, ModuleStepper, make_stepper
+from rnnlab.nn import registry
 
 V = 23
 
@@ -25,6 +26,20 @@ def model(spread: float = 0.3, **options: object) -> RNNLM:
 
 def states(state: object) -> list[torch.Tensor]:
     return list(state) if isinstance(state, tuple) else [state]
+
+
+def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | ModuleStepper:
+    """Step 40 tokens through `make_stepper`'s stepper: the logits and final state of one sequence forward, to
+    float32 rounding (the stepper sums in another order). Returns the stepper."""
+    tokens = torch.randint(V, (1, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, final, _ = module(tokens)
+        stepper = make_stepper(module)
+        steps = np.stack([stepper.step(int(t)) for t in tokens[0]])
+    np.testing.assert_allclose(steps, logits[0].numpy(), rtol=1e-4, atol=1e-4)
+    for a, b in zip(states(stepper.module_state()), states(final), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    return stepper
 
 
 @pytest.mark.parametrize(
@@ -45,18 +60,16 @@ def states(state: object) -> list[torch.Tensor]:
     ],
 )
 def test_steps_equal_the_sequence_forward(options: dict) -> None:
-    """Equal to float32 rounding (the stepper sums in another order), in logits and final state."""
-    module = model(**options)
-    tokens = torch.randint(V, (1, 40), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        logits, final, _ = module(tokens)
-        stepper = make_stepper(module)
-        steps = np.stack([stepper.step(int(t)) for t in tokens[0]])
-        plain = not any(options.get(k) for k in ("layer_norm", "residual", "peephole"))
-        assert isinstance(stepper, FusedStepper) == (plain and options["cell"] != "gru-cho")
-        np.testing.assert_allclose(steps, logits[0].numpy(), rtol=1e-4, atol=1e-4)
-        for a, b in zip(states(stepper.module_state()), states(final), strict=True):
-            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    stepper = steps_equal_the_sequence_forward(model(**options))
+    plain = not any(options.get(k) for k in ("layer_norm", "residual", "peephole"))
+    has_equations = registry.get(options["cell"]).equations is not None
+    assert isinstance(stepper, FusedStepper) == (plain and has_equations)
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.equations is not None])
+def test_every_cell_with_equations_is_stepped_in_numpy(name: str) -> None:
+    """A registered cell with `equations` takes the NumPy path with no edit to the stepper (PyTorch's init)."""
+    assert isinstance(steps_equal_the_sequence_forward(model(0.0, cell=name, layers=2)), FusedStepper)
 
 
 @pytest.mark.parametrize(

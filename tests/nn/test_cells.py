@@ -1,5 +1,8 @@
-"""Every cell against its published equations (NumPy float64), its own step function, autograd,
-torch's modules and the NumPy reference; every stack path against the fused one; every cell learns."""
+"""The cell suite, parametrised over the registry (nn/registry.py), so that a newly registered cell is tested with
+no edit here: every cell's sequence forward against its own steps, its fused op against its step loop in value and
+gradient, gradcheck, its registered state layout, its NumPy `equations` against its torch step, PyTorch's module
+where it has one, and learning. Besides: the cells with published equations against them (NumPy float64), the
+NumPy reference, and every stack path against the fused one."""
 
 from __future__ import annotations
 
@@ -12,11 +15,17 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.models.language_model import RNNLM
-from rnnlab.nn.cells import CELL_NAMES, make_cell
-from rnnlab.nn.recurrent import LockedDropout, Recurrent
+from rnnlab.nn import registry
+from rnnlab.nn.cells import NUMPY, make_cell
+from rnnlab.nn.recurrent import LockedDropout, Recurrent, state_tensors
 from rnnlab.reference import gru as reference_gru
 
-D, H, N, T = 5, 5, 3, 7  # D = H so that MUT1/MUT2 (un-weighted input) are defined
+D, H, N, T = 5, 5, 3, 7  # D = H so that the cells that add their input un-weighted (MUT1/MUT2) are defined
+NAMES = registry.names()
+# every registered cell, and each cell that takes --peephole with it on
+VARIANTS = [(name, False) for name in NAMES] + [(s.name, True) for s in registry.cells() if "peephole" in s.options]
+WITH_EQUATIONS = [spec.name for spec in registry.cells() if spec.equations is not None]
+WITH_TORCH_MODULE = [spec.name for spec in registry.cells() if spec.torch_module is not None]
 
 
 def sig(x):
@@ -80,8 +89,12 @@ def numpy_step(name: str, p: dict[str, np.ndarray], x: np.ndarray, h: np.ndarray
     raise AssertionError(name)
 
 
+PUBLISHED = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn")  # numpy_step's
+# (the scan cells' equations are checked in test_scan.py)
+
+
 def random_cell(name: str, peephole: bool = False):
-    torch.manual_seed(CELL_NAMES.index(name))  # hash(name) changes between processes
+    torch.manual_seed(NAMES.index(name))  # hash(name) changes between processes
     cell = make_cell(name, D, H, peephole=peephole, factors=4).double()
     with torch.no_grad():
         for param in cell.parameters():
@@ -89,11 +102,17 @@ def random_cell(name: str, peephole: bool = False):
     return cell
 
 
-SCAN_CELLS = ("mingru", "minlstm", "ssm")  # parallel-scan cells: their equations are checked in test_scan.py
-VARIANTS = [(name, False) for name in CELL_NAMES if name not in SCAN_CELLS] + [("lstm", True)]
+def random_state(cell) -> tuple[torch.Tensor, ...]:
+    """A start state other than zeros, as a tuple of its parts."""
+    return tuple(torch.randn_like(s) for s in state_tensors(cell.initial_state(N, torch.device("cpu"), torch.float64)))
 
 
-@pytest.mark.parametrize(("name", "peephole"), VARIANTS)
+def as_state(parts: tuple[torch.Tensor, ...]):
+    """A tuple of a state's parts in the cell's own form: one tensor, or the tuple."""
+    return parts if len(parts) > 1 else parts[0]
+
+
+@pytest.mark.parametrize(("name", "peephole"), [(n, p) for n, p in VARIANTS if n in PUBLISHED])
 def test_cell_matches_its_published_equations(name, peephole):
     cell = random_cell(name, peephole)
     x = torch.randn(N, T, D, dtype=torch.float64)
@@ -107,36 +126,36 @@ def test_cell_matches_its_published_equations(name, peephole):
 
 @pytest.mark.parametrize(("name", "peephole"), VARIANTS)
 def test_sequence_forward_equals_step_by_step(name, peephole):
+    """Generation (`forward_step`, one step at a time) gives what training computes (`forward`, the fused op where
+    the cell has one), from a carried state."""
     cell = random_cell(name, peephole)
     x = torch.randn(N, T, D, dtype=torch.float64)
-    out, final = cell(x)
-    state = None
+    start = as_state(random_state(cell))
+    out, final = cell(x, start)
+    state = start
     for t in range(T):
         h, state = cell.forward_step(x[:, t], state)
         torch.testing.assert_close(h, out[:, t], rtol=1e-14, atol=1e-14)
-    for a, b in zip(
-        final if isinstance(final, tuple) else (final,), state if isinstance(state, tuple) else (state,), strict=False
-    ):
+    for a, b in zip(state_tensors(final), state_tensors(state), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14)
 
 
-@pytest.mark.parametrize(("name", "peephole"), [("lstm", False), ("gru", False), ("lstm", True)])
+@pytest.mark.parametrize(("name", "peephole"), [(n, p) for n, p in VARIANTS if registry.get(n).cls.fused_op])
 def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name, peephole):
-    """LSTM and GRU cells run a sequence with PyTorch's fused op, the peephole LSTM with its hand-written BPTT
-    (nn/peephole_lstm.py); `fused_op = False` gives the step loop."""
+    """Cells with a fused sequence op (PyTorch's LSTM and GRU ops, the peephole LSTM's hand-written BPTT, the scans)
+    against their step loop, `fused_op = False`, which Hessian-free's twin (`plain_copy`) switches to."""
     from rnnlab.train.hessian_free import plain_copy
 
     cell = random_cell(name, peephole)
     x = torch.randn(N, T, D, dtype=torch.float64, requires_grad=True)
-    start = cell.initial_state(N, x.device, x.dtype)
-    start = tuple(torch.randn_like(s) for s in start) if isinstance(start, tuple) else torch.randn_like(start)
+    start = as_state(random_state(cell))
     runs = []
     for fused in (True, False):
         cell.fused_op = fused
         cell.zero_grad()
         x.grad = None
         out, final = cell(x, start)
-        finals = final if isinstance(final, tuple) else (final,)
+        finals = state_tensors(final)
         (out.sum() + sum((f**2).sum() for f in finals)).backward()
         runs.append([out, *finals, x.grad, *(p.grad for p in cell.parameters())])
     for a, b in zip(*runs, strict=True):
@@ -148,25 +167,56 @@ def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name, peep
 
 @pytest.mark.parametrize(("name", "peephole"), VARIANTS)
 def test_gradcheck(name, peephole):
+    """Gradients of the sequence forward with respect to the input, the start state and every weight."""
     cell = random_cell(name, peephole)
     x = torch.randn(2, 4, D, dtype=torch.float64, requires_grad=True)
-    params = list(cell.parameters())
+    start = tuple(s[:2].requires_grad_() for s in random_state(cell))
+    names = [n for n, _ in cell.named_parameters()]
 
-    def run(x, *weights):
-        out, _ = torch.func.functional_call(
-            cell, dict(zip([n for n, _ in cell.named_parameters()], weights, strict=False)), (x,)
-        )
-        return out
+    def run(x, *tensors):
+        weights = dict(zip(names, tensors[len(start) :], strict=True))
+        out, final = torch.func.functional_call(cell, weights, (x, as_state(tensors[: len(start)])))
+        return out, *state_tensors(final)
 
-    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(run, (x, *start, *cell.parameters()), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "module"), [("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU),
-                                              ("rnn-tanh", torch.nn.RNN), ("rnn-relu", torch.nn.RNN)])  # fmt: skip
-def test_matches_torch_modules_with_the_same_weights(name, module):
+@pytest.mark.parametrize("name", NAMES)
+def test_the_state_has_the_registered_layout(name):
+    """The parts the registration names, each (N, H) where it says per unit, in the cell and in the stack (L, N, H),
+    the learned initial state included."""
+    spec, cell = registry.get(name), random_cell(name)
+    _, final = cell(torch.randn(N, T, D, dtype=torch.float64))
+    stack = Recurrent(name, D, H, num_layers=2, learn_init=spec.per_unit).double()
+    _, stacked = stack(torch.randn(N, T, D, dtype=torch.float64))
+    assert len(state_tensors(final)) == len(state_tensors(stacked)) == len(spec.state)
+    if spec.per_unit:
+        assert all(s.shape == (N, H) for s in state_tensors(final))
+        assert all(s.shape == (2, N, H) for s in [*state_tensors(stacked), *state_tensors(stack.initial_state(N))])
+
+
+@pytest.mark.parametrize("name", WITH_EQUATIONS)
+def test_equations_on_numpy_arrays_equal_the_torch_step(name):
+    """The arithmetic the NumPy stepper runs is the cell's own `step`'s: the same `equations`, given NumPy arrays,
+    batched (N, G·H) and as the stepper calls it, one row (G·H,)."""
     cell = random_cell(name)
-    kwargs = {"nonlinearity": name[4:]} if name.startswith("rnn-") else {}
-    ref = module(D, H, batch_first=True, **kwargs).double()
+    x, start = torch.randn(N, D, dtype=torch.float64), as_state(random_state(cell))
+    with torch.no_grad():
+        h, state = cell.forward_step(x, start)
+        xw = cell.project(x).numpy()
+        hw = torch.nn.functional.linear(state_tensors(start)[0], cell.weight_hh, cell.bias_hh).numpy()
+    arrays = [s.numpy() for s in state_tensors(start)]
+    for rows in (slice(None), 0):
+        ours, our_state = cell.equations(xw[rows], hw[rows], as_state(tuple(a[rows] for a in arrays)), NUMPY)
+        np.testing.assert_allclose(ours, h.numpy()[rows], rtol=1e-12, atol=1e-12)
+        for a, b in zip(state_tensors(state), our_state if isinstance(our_state, tuple) else (our_state,), strict=True):
+            np.testing.assert_allclose(b, a.numpy()[rows], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", WITH_TORCH_MODULE)
+def test_matches_torch_modules_with_the_same_weights(name):
+    cell = random_cell(name)
+    ref = registry.get(name).torch_module(D, H, batch_first=True).double()
     ref.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
     x = torch.randn(N, T, D, dtype=torch.float64)
     torch.testing.assert_close(cell(x)[0], ref(x)[0], rtol=1e-12, atol=1e-12)
@@ -188,7 +238,7 @@ def test_irnn_starts_as_identity_recurrence():
     assert not cell.bias_hh.any() and not cell.bias_ih.any()
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn-tanh"])
+@pytest.mark.parametrize("name", WITH_TORCH_MODULE)
 def test_layered_path_equals_fused_path(name):
     torch.manual_seed(0)
     fused = Recurrent(name, 4, 6, num_layers=3).double()
@@ -246,7 +296,7 @@ def unigram_entropy_nats(text: str) -> float:
     return -sum(c / total * math.log(c / total) for c in counts.values())
 
 
-@pytest.mark.parametrize(("name", "peephole"), [(name, False) for name in CELL_NAMES] + [("lstm", True)])
+@pytest.mark.parametrize(("name", "peephole"), VARIANTS)
 def test_every_cell_learns_below_unigram_entropy(name, peephole):
     """A few seconds of training on structured text: the loss must fall well below the unigram entropy."""
     torch.manual_seed(0)

@@ -17,12 +17,12 @@ import rnnlab
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM, LanguageModel
-from rnnlab.nn import scan
+from rnnlab.nn import registry, scan
 from rnnlab.nn.cells import make_cell
 from rnnlab.nn.recurrent import Recurrent
 from rnnlab.nn.scan import SSMCell, gated_scan, linear_scan, recurrence
 
-SCAN_CELLS = ("mingru", "minlstm", "ssm")
+SCAN_CELLS = [spec.name for spec in registry.cells() if spec.cls.__module__ == scan.__name__]  # mingru, minlstm, ssm
 D, H, N = 3, 4, 2
 
 

@@ -8,18 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlab.cli import main
 from rnnlab.models.language_model import LanguageModel
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -29,10 +18,10 @@ def text_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_reference_train_then_sample_and_eval(tmp_path: Path, text_file: Path, capsys):
+def test_reference_train_then_sample_and_eval(tmp_path: Path, text_file: Path, cli):
     out = tmp_path / "run"
     args = ["--out", out, "--hidden", "16", "--max-iters", "200", "--print-every", "100", "--sample-every", "200"]
-    code, stdout, err = run(capsys, "reference", "train", text_file, *args)
+    code, stdout, err = cli("reference", "train", text_file, *args)
     assert code == 0, err
     losses = [float(line.split()[-1]) for line in stdout.splitlines() if line.startswith("iter ")]
     assert len(losses) == 2 and losses[1] < losses[0]
@@ -42,16 +31,16 @@ def test_reference_train_then_sample_and_eval(tmp_path: Path, text_file: Path, c
     assert {k: config["model"][k] for k in expected} == expected
     assert config["train"]["optimizer"] == "adagrad" and config["train"]["clip_value"] == 5.0
 
-    code, sample, _ = run(capsys, "sample", out, "--length", "30", "--seed", "1")
+    code, sample, _ = cli("sample", out, "--length", "30", "--seed", "1")
     assert code == 0 and len(sample) == 31
-    code, scores, _ = run(capsys, "eval", out, text_file, "--json")
+    code, scores, _ = cli("eval", out, text_file, "--json")
     assert code == 0
     assert json.loads(scores)["bits_per_char"] < np.log2(V) - 1  # far better than uniform: the weights loaded
 
 
-def test_run_directory_loads_as_rnnlm(tmp_path: Path, text_file: Path, capsys):
+def test_run_directory_loads_as_rnnlm(tmp_path: Path, text_file: Path, cli):
     out = tmp_path / "run"
-    assert run(capsys, "reference", "train", text_file, "--out", out, "--hidden", "8", "--max-iters", "20")[0] == 0
+    assert cli("reference", "train", text_file, "--out", out, "--hidden", "8", "--max-iters", "20")[0] == 0
     lm = LanguageModel.load(out)
     assert lm.module.rnn.rnn.bias_hh_l0.abs().sum().item() == 0.0
     assert lm.module.head.weight.shape == (len(set(text_file.read_text())), 8)
@@ -66,14 +55,14 @@ def test_run_directory_loads_as_rnnlm(tmp_path: Path, text_file: Path, capsys):
         (["--seq-len", "5000"], "too few"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, text_file: Path, capsys, flags: list[str], match: str):
-    code, _, err = run(capsys, "reference", "train", text_file, "--out", tmp_path / "r", *flags)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, text_file: Path, cli, flags: list[str], match: str):
+    code, _, err = cli("reference", "train", text_file, "--out", tmp_path / "r", *flags)
     assert code == 2 and len(err.strip().splitlines()) == 1 and match in err, err
 
 
-def test_task_demos(tmp_path: Path, capsys):
-    assert "hell -> ello" in run(capsys, "task", "hello")[1]
-    assert "hand-built   0 0 0 0 1 1 0 0 1" in run(capsys, "task", "repeated-ones")[1]
-    assert "h_1 = [0.54 0.2  0.72]" in run(capsys, "task", "worked-example")[1]
-    code, table, _ = run(capsys, "task", "gradient-flow", "--out", tmp_path / "flow.png", "--steps", "20")
+def test_task_demos(tmp_path: Path, cli):
+    assert "hell -> ello" in cli("task", "hello")[1]
+    assert "hand-built   0 0 0 0 1 1 0 0 1" in cli("task", "repeated-ones")[1]
+    assert "h_1 = [0.54 0.2  0.72]" in cli("task", "worked-example")[1]
+    code, table, _ = cli("task", "gradient-flow", "--out", tmp_path / "flow.png", "--steps", "20")
     assert code == 0 and "tanh" in table and (tmp_path / "flow.png").stat().st_size > 1000

@@ -39,7 +39,7 @@ def test_save_load_and_unknown_tokens(reverser, tmp_path):
     assert again.greedy([source]) == reverser.greedy([source])
     with pytest.raises(RnnlabError, match="not seen in training: 'x'"):
         again.greedy([["1", "x"]])
-    with pytest.raises(RnnlabError, match="not a 'classify' run"):
+    with pytest.raises(RnnlabError, match=r"holds an encoder-decoder \(seq2seq run\), not a sequence classifier"):
         Classifier.load(tmp_path / "run")
 
 

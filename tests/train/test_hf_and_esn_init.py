@@ -57,7 +57,7 @@ def test_esn_init_with_nesterov_momentum_learns(tmp_path: Path, corpus_file: Pat
 @pytest.mark.parametrize(
     ("flags", "match"),
     [
-        (["--init", "xavier"], "unknown init"),
+        (["--init", "xavier"], "'xavier' is not one of 'default', 'esn'"),
         (["--init", "esn", "--spectral-radius", "0"], "--spectral-radius must be > 0"),
         (["--init", "esn", "--cell", "mingru"], "--init esn needs a recurrent matrix W_hh"),
         (["--optimizer", "nesterov", "--momentum", "0"], "needs --momentum > 0"),

@@ -136,9 +136,10 @@ def test_every_optimizer_trains_and_resumes(tmp_path: Path, corpus_file: Path, o
 
 def test_mrnn_default_learning_rate_is_capped_unless_given():
     """mrnn diverges at the presets' 3e-3 (benchmarks/results/cells_quality.md): its default drops to 1e-3."""
-    from rnnlab.config import CELL_MAX_LR, build_configs
+    from rnnlab.config import build_configs
+    from rnnlab.nn import registry
 
-    assert build_configs("small", cell="mrnn")[1].lr == CELL_MAX_LR["mrnn"] == 1e-3
+    assert build_configs("small", cell="mrnn")[1].lr == registry.get("mrnn").max_lr == 1e-3
     assert build_configs("small", cell="lstm")[1].lr == 3e-3
     assert build_configs("small", cell="mrnn", lr=3e-3)[1].lr == 3e-3  # an explicit --lr is kept
     assert build_configs("large", cell="mrnn")[1].lr == 1e-3

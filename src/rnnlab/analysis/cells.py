@@ -1,7 +1,8 @@
 """Record every hidden unit at every character, and rank units by how well they track a feature.
 
-The model is run one token at a time; after each step the returned state holds every layer's h (and
-the LSTM cell state c), so the recording is exact and needs no access to the fused kernels' internals.
+The model is run one token at a time; after each step the returned state holds every part of every layer's
+state (h, and the LSTM's cell state c), so the recording is exact and needs no access to the fused kernels'
+internals.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.nn import registry
 
 
 @dataclass
@@ -48,12 +50,16 @@ def record(lm: LanguageModel, text: str, max_chars: int | None = None) -> Record
         text = text[:max_chars]
     if not text:
         raise RnnlabError("nothing to probe: the input text is empty")
+    module = lm.module.eval()
+    spec = registry.get(module.config.cell)
+    if not spec.per_unit:
+        raise RnnlabError(f"--cell {spec.name} has no state of one value per unit to record ({', '.join(spec.state)})")
     ids = lm.tokenizer.encode(text)
     decode = lm.tokenizer.decoder()
-    module = lm.module.eval()
     state = None
     chars: list[str] = []
-    rows: dict[str, list[np.ndarray]] = {}
+    # h0, c0, h1, c1, ...: layer by layer, the state's parts in their order
+    rows: dict[str, list[np.ndarray]] = {f"{part}{i}": [] for i in range(module.config.layers) for part in spec.state}
     for token in ids.tolist():
         step = torch.tensor([[token]], device=lm.device)
         _, state, _ = module(step, state)
@@ -61,17 +67,12 @@ def record(lm: LanguageModel, text: str, max_chars: int | None = None) -> Record
         if not piece:
             continue
         parts = state if isinstance(state, tuple) else (state,)
-        for kind, tensor in zip("hc", parts, strict=False):
+        for part, tensor in zip(spec.state, parts, strict=True):
             for layer in range(tensor.shape[0]):
-                rows.setdefault(f"{kind}{layer}", []).extend([tensor[layer, 0].float().cpu().numpy()] * len(piece))
+                rows[f"{part}{layer}"].extend([tensor[layer, 0].float().cpu().numpy()] * len(piece))
         chars.append(piece)
-    activations = {name: np.stack(values) for name, values in sorted(rows.items(), key=_layer_order)}
+    activations = {name: np.stack(values) for name, values in rows.items() if values}
     return Recording("".join(chars), activations)
-
-
-def _layer_order(item: tuple[str, object]) -> tuple[int, bool]:
-    """h0, c0, h1, c1, ...: layer by layer, h before c."""
-    return int(item[0][1:]), item[0][0] != "h"
 
 
 def pearson(X: np.ndarray, y: np.ndarray) -> np.ndarray:

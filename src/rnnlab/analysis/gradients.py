@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import RNNLM
+from rnnlab.nn.recurrent import state_from_tensors, state_tensors
 
 SIGMOID_BAND = (0.05, 0.95)  # a sigmoid gate outside this band is saturated (its derivative is < 0.048)
 TANH_LIMIT = 0.95  # a tanh unit with |value| above this is saturated (its derivative is < 0.098)
@@ -34,6 +35,8 @@ def grad_norms(module: RNNLM, tokens: torch.Tensor) -> np.ndarray:
     give T inputs and L_T is the cross-entropy of predicting the last token from h_{T-1}."""
     if tokens.dim() != 1 or len(tokens) < 2:
         raise RnnlabError("the gradient probe needs at least 2 tokens")
+    if not module.rnn.spec.per_unit:
+        raise RnnlabError(f"the gradient probe follows h through time; --cell {module.config.cell} keeps no h state")
     module.eval()
     x = _inputs(module, tokens[:-1].unsqueeze(0))
     state, hs = None, []
@@ -50,46 +53,46 @@ def grad_norms(module: RNNLM, tokens: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def saturation(module: RNNLM, tokens: torch.Tensor) -> dict[str, float]:
-    """Fraction of saturated sigmoid gates and tanh units over a text, all layers and steps together.
+    """Fraction of saturated sigmoid gates and tanh units over a text, all layers and steps together; {} for a
+    model whose stack is not its cells' `equations` (`Recurrent.layer_weights`).
 
-    Gate values are recomputed from the weights with the cell's equations (torch gate order), using each
-    layer's input and previous h read from the states returned one step at a time.
+    Gate values are recomputed by the cell's own `equations`, which hand them to a `record` hook, from each
+    layer's input and previous state read from the states returned one step at a time (time as the batch).
     """
     module.eval()
-    cell, L = module.config.cell, module.config.layers
+    rnn = module.rnn
+    weights = rnn.layer_weights()
+    if weights is None:
+        return {}
     x = _inputs(module, tokens.unsqueeze(0))
-    state, h_seq, c_seq = None, [], []
+    state = rnn.initial_state(1)
+    if state is None:  # zeros, in the state's layout
+        zeros = torch.zeros(rnn.num_layers, 1, rnn.hidden_size, dtype=x.dtype, device=x.device)
+        state = state_from_tensors([zeros] * len(rnn.spec.state))
+    states = [state_tensors(state)]
     for t in range(x.shape[1]):
-        _, state = module.rnn(x[:, t : t + 1], state)
-        h_seq.append((state[0] if isinstance(state, tuple) else state)[:, 0])
-        if isinstance(state, tuple):
-            c_seq.append(state[1][:, 0])
-    h = torch.stack(h_seq, dim=1)  # (L, T, H)
-    h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
-    sig, tanh = [], []
-    rnn = module.rnn.rnn
-    for layer in range(L):
-        inp = x[0] if layer == 0 else h[layer - 1]
-        gi = inp @ getattr(rnn, f"weight_ih_l{layer}").T + getattr(rnn, f"bias_ih_l{layer}")
-        gh = h_prev[layer] @ getattr(rnn, f"weight_hh_l{layer}").T + getattr(rnn, f"bias_hh_l{layer}")
-        if cell == "lstm":
-            i, f, g, o = (gi + gh).chunk(4, dim=-1)
-            sig += [torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)]
-            tanh += [torch.tanh(g), torch.tanh(torch.stack(c_seq, dim=1)[layer])]
-        elif cell == "gru":
-            ir, iz, in_ = gi.chunk(3, dim=-1)
-            hr, hz, hn = gh.chunk(3, dim=-1)
-            r = torch.sigmoid(ir + hr)
-            sig += [r, torch.sigmoid(iz + hz)]
-            tanh.append(torch.tanh(in_ + r * hn))
-        elif cell == "rnn-tanh":
-            tanh.append(torch.tanh(gi + gh))
+        _, state = rnn(x[:, t : t + 1], state)
+        states.append(state_tensors(state))
+    parts = [torch.cat(part, dim=1) for part in zip(*states, strict=True)]  # each (L, T + 1, H), from the start
+    activations: dict[str, list[torch.Tensor]] = {"sigmoid": [], "tanh": []}
+
+    def record(**outputs: tuple[torch.Tensor, ...]) -> None:
+        for function, values in outputs.items():
+            if function in activations:  # not relu's: it does not saturate
+                activations[function].extend(values)
+
+    for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+        inputs = x[0] if layer == 0 else parts[0][layer - 1, 1:]
+        previous = state_from_tensors([part[layer, :-1] for part in parts])
+        xw, hw = F.linear(inputs, w_ih, b_ih), F.linear(parts[0][layer, :-1], w_hh, b_hh)
+        rnn.spec.equations(xw, hw, previous, record=record)
     out = {}
-    if sig:
-        s = torch.cat([v.flatten() for v in sig])
+    if activations["sigmoid"]:
+        s = torch.cat([v.flatten() for v in activations["sigmoid"]])
         out["sigmoid_saturated"] = float(((s <= SIGMOID_BAND[0]) | (s >= SIGMOID_BAND[1])).float().mean())
-    if tanh:
-        out["tanh_saturated"] = float((torch.cat([v.flatten() for v in tanh]).abs() > TANH_LIMIT).float().mean())
+    if activations["tanh"]:
+        values = torch.cat([v.flatten() for v in activations["tanh"]])
+        out["tanh_saturated"] = float((values.abs() > TANH_LIMIT).float().mean())
     return out
 
 
@@ -102,9 +105,7 @@ def untrained(config: ModelConfig, cell: str, seed: int = 0) -> RNNLM:
 @torch.no_grad()
 def set_spectral_radius(module: RNNLM, rho: float) -> None:
     """Scale every layer's W_hh so that its largest |eigenvalue| is `rho` (rnn cells: W_hh is the whole map)."""
-    rnn = module.rnn.rnn
-    for layer in range(module.config.layers):
-        W = getattr(rnn, f"weight_hh_l{layer}")
+    for _, W, _, _ in module.rnn.layer_weights():
         radius = float(torch.linalg.eigvals(W.double()).abs().max())
         W.mul_(rho / radius)
 

@@ -14,13 +14,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 
 from rnnlab._version import __version__
+from rnnlab.cli.options import PanelCommand, config_options
 from rnnlab.cli.tasks import task_app
-from rnnlab.config import parse_duration
+from rnnlab.config import PRESETS, ModelConfig, TrainConfig
 from rnnlab.data.corpus import resolve_inputs
 from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import RnnlabError
@@ -41,90 +42,17 @@ app = typer.Typer(
 Opt = typer.Option
 
 
-@app.command()
+@app.command(cls=PanelCommand)
+@config_options(ModelConfig, TrainConfig, presets=PRESETS)
 def train(
-    inputs: Annotated[
-        list[str] | None,
-        typer.Argument(help="Files, directories or globs (default: Python's stdlib source)."),
-    ] = None,
     out: Annotated[Path | None, Opt(help="Run directory to create (default: runs/<time>).")] = None,
-    preset: Annotated[str | None, Opt(help="tiny | small | medium | large; explicit flags override it.")] = None,
+    preset: Annotated[
+        Literal[tuple(PRESETS)] | None,  # type: ignore[valid-type]
+        Opt(help="Sizes for a 2-core CPU (tiny, small, medium) or a GPU (large); explicit flags override it."),
+    ] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
-    cell: Annotated[
-        str | None,
-        Opt(help="rnn-tanh | rnn-relu | irnn | lstm | gru | gru-cho | mut1-3 | mrnn | mingru | minlstm | ssm"),
-    ] = None,
-    layers: Annotated[int | None, Opt(help="Recurrent layers L.")] = None,
-    hidden: Annotated[int | None, Opt(help="Hidden units H per layer.")] = None,
-    embed: Annotated[int | None, Opt(help="Embedding size D (0: one-hot input).")] = None,
-    dropout: Annotated[float | None, Opt(help="Dropout between layers and before the output.")] = None,
-    variational: Annotated[
-        bool | None, Opt("--variational/--no-variational", help="Locked dropout: one mask per sequence.")
-    ] = None,
-    residual: Annotated[
-        bool | None, Opt("--residual/--no-residual", help="Residual connections between layers.")
-    ] = None,
-    highway: Annotated[bool | None, Opt("--highway/--no-highway", help="Highway gates between layers.")] = None,
-    layer_norm: Annotated[
-        bool | None, Opt("--layer-norm/--no-layer-norm", help="LayerNorm on each layer's output.")
-    ] = None,
-    learn_init: Annotated[
-        bool | None, Opt("--learn-init/--no-learn-init", help="Learn the initial hidden state.")
-    ] = None,
-    peephole: Annotated[bool | None, Opt("--peephole/--no-peephole", help="LSTM peephole connections.")] = None,
-    factors: Annotated[int | None, Opt(help="mrnn: factors of the 3-way weights (0: = hidden).")] = None,
-    tie_weights: Annotated[
-        bool | None, Opt("--tie-weights/--no-tie-weights", help="Output layer reuses the embedding matrix.")
-    ] = None,
-    tokenizer: Annotated[str | None, Opt(help="char | byte | word | bpe")] = None,
-    unknown: Annotated[str | None, Opt(help="Unseen characters: error | unk.")] = None,
-    vocab_size: Annotated[
-        int | None, Opt(help="word: keep the most frequent pieces, <unk> included (0: all); bpe: size (1000).")
-    ] = None,
-    min_count: Annotated[int | None, Opt(help="word: rarer pieces become <unk>.")] = None,
-    lowercase: Annotated[bool | None, Opt("--lowercase/--no-lowercase", help="word, bpe: lower-case text.")] = None,
-    word_pattern: Annotated[str | None, Opt(help="word: regex for the pieces (the rest are pieces too).")] = None,
-    val_file: Annotated[list[str] | None, Opt(help="Validation file(s); repeat for more.")] = None,
-    val_fraction: Annotated[float | None, Opt(help="Fraction held out from the end of each file (0.05).")] = None,
-    batch_size: Annotated[int | None, Opt(help="Parallel streams N.")] = None,
-    seq_len: Annotated[int | None, Opt(help="BPTT length T.")] = None,
-    optimizer: Annotated[
-        str | None, Opt(help="adam | adamw | adagrad | rmsprop | sgd | nesterov | hf (Hessian-free: no --lr)")
-    ] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate (preset's; mrnn: at most 1e-3 unless given).")] = None,
-    momentum: Annotated[float | None, Opt(help="Momentum for sgd, nesterov and rmsprop.")] = None,
-    weight_decay: Annotated[float | None, Opt()] = None,
-    init: Annotated[str | None, Opt(help="default | esn (W_hh at --spectral-radius, Sutskever et al. 2013).")] = None,
-    spectral_radius: Annotated[float | None, Opt(help="--init esn: spectral radius of W_hh (1.1).")] = None,
-    hf_cg_iters: Annotated[int | None, Opt(help="--optimizer hf: most CG iterations per update (50).")] = None,
-    hf_curvature_fraction: Annotated[
-        float | None, Opt(help="--optimizer hf: share of the streams for curvature products (0.25).")
-    ] = None,
-    hf_structural_damping: Annotated[float | None, Opt(help="--optimizer hf: structural damping mu (0.3).")] = None,
-    reset_prob: Annotated[
-        float | None, Opt(help="Chance per stream and chunk of restarting from a fresh state (0.02).")
-    ] = None,
-    clip_norm: Annotated[float | None, Opt(help="Clip the global gradient norm (0: off).")] = None,
-    clip_value: Annotated[float | None, Opt(help="Clip each gradient element to ±value (0: off).")] = None,
-    warmup: Annotated[int | None, Opt(help="Linear warmup steps.")] = None,
-    decay: Annotated[str | None, Opt(help="cosine | linear | none, over the step or time budget.")] = None,
-    min_lr_ratio: Annotated[float | None, Opt(help="Final learning rate as a fraction of --lr.")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps.")] = None,
-    max_time: Annotated[str | None, Opt(help="Stop after this much training time, e.g. 90s, 20m.")] = None,
-    epochs: Annotated[float | None, Opt(help="Stop after this many passes over the data.")] = None,
-    eval_every: Annotated[int | None, Opt(help="Validate every N steps.")] = None,
-    eval_tokens: Annotated[int | None, Opt(help="Validate on at most this many tokens (0: all).")] = None,
-    checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every N steps.")] = None,
-    log_every: Annotated[int | None, Opt(help="Log metrics every N steps.")] = None,
-    patience: Annotated[int | None, Opt(help="Stop after N evaluations without improvement (0: off).")] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
-    precision: Annotated[
-        str | None, Opt(help="fp32 | bf16 | fp16 | auto (bf16 where native, else fp32); fp16 scales the loss.")
-    ] = None,
-    compile_model: Annotated[
-        bool | None, Opt("--compile/--no-compile", help="torch.compile the model (falls back if unavailable).")
-    ] = None,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Train a language model on text files (or, with no INPUT, on Python's own standard library)."""
     if out is None:
@@ -133,62 +61,7 @@ def train(
         import time
 
         out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    result = run_training(
-        inputs or None,
-        out=out,
-        preset=preset,
-        resume=resume,
-        cell=cell,
-        layers=layers,
-        hidden=hidden,
-        embed=embed,
-        dropout=dropout,
-        variational=variational,
-        residual=residual,
-        highway=highway,
-        layer_norm=layer_norm,
-        learn_init=learn_init,
-        peephole=peephole,
-        factors=factors,
-        tie_weights=tie_weights,
-        tokenizer=tokenizer,
-        unknown=unknown,
-        vocab_size_limit=vocab_size,
-        min_count=min_count,
-        lowercase=lowercase,
-        word_pattern=word_pattern,
-        val_files=val_file,
-        val_fraction=val_fraction,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        init=init,
-        spectral_radius=spectral_radius,
-        hf_cg_iters=hf_cg_iters,
-        hf_curvature_fraction=hf_curvature_fraction,
-        hf_structural_damping=hf_structural_damping,
-        reset_prob=reset_prob,
-        clip_norm=clip_norm,
-        clip_value=clip_value,
-        warmup=warmup,
-        decay=decay,
-        min_lr_ratio=min_lr_ratio,
-        max_steps=max_steps,
-        max_time=parse_duration(max_time) if max_time is not None else None,
-        epochs=epochs,
-        eval_every=eval_every,
-        eval_tokens=eval_tokens,
-        checkpoint_every=checkpoint_every,
-        log_every=log_every,
-        patience=patience,
-        seed=seed,
-        device=device,
-        precision=precision,
-        compile=compile_model,
-    )
+    result = run_training(out=out, preset=preset, resume=resume, **options)
     best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
     console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
     if result.interrupted:
@@ -340,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `rnnlab task` alone: show that group's help
             exc.show()
             sys.exit(0)
-        _fail(exc.format_message().strip().splitlines()[0] + " (see --help)", debug)
+        message = exc.format_message().strip().splitlines()[0].replace("Value error, ", "")  # pydantic's prefix
+        _fail(message + " (see --help)", debug)
     except RnnlabError as exc:
         _fail(str(exc), debug)
     except OSError as exc:  # unreadable input, read-only folder, disk full, ...

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from rnnlab.cli.options import max_time_option, old_spellings
 from rnnlab.cli.tasks import task_app
-from rnnlab.nn.cells import CELL_NAMES
+from rnnlab.nn import registry
 from rnnlab.reference.examples import repeated_ones_detector
 from rnnlab.tasks.long_range import INITS, OPTIMIZERS, TASKS, train_task
 
@@ -20,15 +21,15 @@ def _register(name: str) -> None:
     task = TASKS[name]
 
     def command(
-        cell: Annotated[str, Opt(help=" | ".join(CELL_NAMES))] = "lstm",
+        cell: Annotated[str, Opt(help=" | ".join(registry.names()))] = "lstm",
         optimizer: Annotated[str, Opt(help=" | ".join(OPTIMIZERS))] = "adam",
         init: Annotated[str, Opt(help=" | ".join(INITS) + " (esn: spectral radius 1.1)")] = "default",
         length: Annotated[int, Opt(help="T: training bits, delay or sequence length.")] = task.default_length,
-        steps: Annotated[int, Opt(help="Most updates (HF: outer iterations).")] = 2000,
+        steps: Annotated[int, Opt("--max-steps", help="Most updates (HF: outer iterations).")] = 2000,
         seed: Annotated[int, Opt()] = 0,
         hidden: Annotated[int, Opt(help="Hidden units H.")] = 64,
         lr: Annotated[float | None, Opt(help="Learning rate (default per optimiser).")] = None,
-        time_limit: Annotated[float | None, Opt(help="Stop after this many CPU seconds.")] = None,
+        time_limit: Annotated[float | None, max_time_option("Stop after this much CPU time, e.g. 90s, 20m.")] = None,
     ) -> None:
         def report(step: int, seconds: float, metrics: dict[str, float]) -> None:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -56,7 +57,7 @@ def _register(name: str) -> None:
         print(f"{verdict} ({task.criterion}) after {result.steps} steps, {result.seconds:.1f}s")
 
     command.__doc__ = f"Train on the {name} task until solved: {task.criterion}."
-    task_app.command(name)(command)
+    task_app.command(name)(old_spellings(steps="--steps", time_limit="--time-limit")(command))
 
 
 for _name in TASKS:

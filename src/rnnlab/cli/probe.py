@@ -16,6 +16,7 @@ from rnnlab.cli.app import app
 from rnnlab.data.corpus import read_text
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.nn import registry
 
 probe_app = typer.Typer(help="Look inside a trained model: cells, surprisal, gradients, novelty.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
@@ -106,7 +107,7 @@ def gradients(
     tokens = torch.as_tensor(train[: steps + 1].astype("int64"))
     if untrained:
         names = [c.strip() for c in cell.split(",") if c.strip()]
-        valid = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+        valid = [spec.name for spec in registry.cells() if spec.per_unit]  # the probe follows each layer's h
         if not names or any(c not in valid for c in names):
             raise RnnlabError(f"--cell takes a comma-separated list of {', '.join(valid)}; got {cell!r}")
         models = {f"{c} (untrained)": fresh(lm.module.config, c, seed) for c in names}

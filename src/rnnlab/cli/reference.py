@@ -11,34 +11,46 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 import typer
-from safetensors.numpy import save as safetensors_bytes
 
-from rnnlab._version import __version__
 from rnnlab.cli.app import app
+from rnnlab.cli.options import old_spellings
 from rnnlab.cli.tasks import task_app
 from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.data.corpus import read_text, resolve_inputs
 from rnnlab.data.tokenizers import CharTokenizer, save_tokenizer
 from rnnlab.errors import RnnlabError
-from rnnlab.reference.model import CharRNN
+from rnnlab.nn import registry
+from rnnlab.reference.model import CELLS, CharRNN
 from rnnlab.reference.optim import OPTIMIZERS, make_optimizer
 from rnnlab.reference.train import Iteration
 from rnnlab.reference.train import train as train_reference
-from rnnlab.rundir import CONFIG, METRICS, TOKENIZER, WEIGHTS, atomic_write_bytes, atomic_write_json
+from rnnlab.rundir import (
+    CONFIG,
+    METRICS,
+    REFERENCE_ENGINE,
+    TOKENIZER,
+    WEIGHTS,
+    atomic_save_tensors,
+    write_run_config,
+)
 
 reference_app = typer.Typer(help="The NumPy reference implementation (min-char-rnn, batched).", no_args_is_help=True)
 app.add_typer(reference_app, name="reference")
 
 Opt = typer.Option
-EXPORTABLE = ("rnn-tanh", "rnn-relu", "lstm", "gru")  # the cells RNNLM can load
+# The reference's cells that RNNLM loads: those whose stack is PyTorch's module, under whose names the reference
+# saves its weights (`CharRNN.to_torch`).
+EXPORTABLE = tuple(name for name in CELLS if registry.get(name).torch_module is not None)
 
 
 @reference_app.command("train")
+@old_spellings(max_iters="--max-iters")
 def train(
     inputs: Annotated[list[str], typer.Argument(help="Text files, directories or globs.")],
     out: Annotated[Path, Opt(help="Run directory to create.")],
-    cell: Annotated[str, Opt(help="rnn-tanh | rnn-relu | lstm | gru")] = "rnn-tanh",
+    cell: Annotated[str, Opt(help=" | ".join(EXPORTABLE))] = "rnn-tanh",
     hidden: Annotated[int, Opt(help="Hidden units H.")] = 100,
     seq_len: Annotated[int, Opt(help="BPTT length T.")] = 25,
     batch_size: Annotated[int, Opt(help="Parallel streams N (min-char-rnn: 1).")] = 1,
@@ -46,7 +58,7 @@ def train(
     lr: Annotated[float, Opt(help="Learning rate.")] = 0.1,
     clip_value: Annotated[float, Opt(help="Clip each gradient element to ±value (0: off).")] = 5.0,
     clip_norm: Annotated[float, Opt(help="Clip the global L2 gradient norm (0: off).")] = 0.0,
-    max_iters: Annotated[int, Opt(help="Stop after this many iterations.")] = 10_000,
+    max_iters: Annotated[int, Opt("--max-steps", help="Stop after this many iterations.")] = 10_000,
     print_every: Annotated[int, Opt(help="Print the smoothed loss every N iterations.")] = 100,
     sample_every: Annotated[int, Opt(help="Print a sample every N iterations (0: never).")] = 1000,
     sample_length: Annotated[int, Opt(help="Characters per sample.")] = 200,
@@ -61,7 +73,7 @@ def train(
         if value < 1:
             raise RnnlabError(f"{flag} must be >= 1, got {value}")
     if max_iters < 1 or print_every < 1 or sample_every < 0 or not lr > 0 or clip_value < 0 or clip_norm < 0:
-        raise RnnlabError("--max-iters and --print-every must be >= 1, --lr > 0, clipping and --sample-every >= 0")
+        raise RnnlabError("--max-steps and --print-every must be >= 1, --lr > 0, clipping and --sample-every >= 0")
     if (out / CONFIG).exists():
         raise RnnlabError(f"{out} already holds a run; choose another --out")
     text = "".join(read_text(path) for path in resolve_inputs(inputs))
@@ -128,17 +140,14 @@ def train(
 
 
 def _write_run(out: Path, model: CharRNN, tokenizer: CharTokenizer, train_cfg: TrainConfig) -> None:
-    """config.json, tokenizer.json and model.safetensors, in `rnnlab train`'s format (float32, RNNLM names)."""
+    """A "reference" run: config.json, tokenizer.json and model.safetensors in `rnnlab train`'s format (float32,
+    RNNLM names), so that every language-model command loads it."""
     model_cfg = ModelConfig(vocab_size=model.V, cell=model.cell, layers=1, hidden=model.H, embed=0, dropout=0.0)
-    config = {
-        "rnnlab_version": __version__,
-        "model": dataclasses.asdict(model_cfg),
-        "train": {**dataclasses.asdict(train_cfg), "engine": "rnnlab.reference"},
-    }
-    atomic_write_json(out / CONFIG, config)
     save_tokenizer(tokenizer, out / TOKENIZER)
-    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in model.to_torch().items()}
-    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(weights))
+    weights = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in model.to_torch().items()}
+    atomic_save_tensors(out / WEIGHTS, weights)
+    train = {**dataclasses.asdict(train_cfg), "engine": REFERENCE_ENGINE}
+    write_run_config(out, "reference", dataclasses.asdict(model_cfg), {"train": train})
 
 
 @task_app.command("worked-example")

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rnnlab.cli.app import app
+from rnnlab.cli.options import max_time_option, old_spellings
 from rnnlab.errors import RnnlabError
 from rnnlab.models.sequence import SeqConfig
 from rnnlab.ui import console
@@ -29,11 +30,12 @@ Cell = Annotated[str, Opt(help="Recurrent cell (any of `rnnlab train --cell`).")
 Hidden = Annotated[int, Opt(help="Hidden units H.")]
 Layers = Annotated[int, Opt(help="Recurrent layers L.")]
 Embed = Annotated[int, Opt(help="Embedding size D.")]
-Steps = Annotated[int, Opt(help="Training steps.")]
+Steps = Annotated[int, Opt("--max-steps", help="Training steps.")]
 Batch = Annotated[int, Opt(help="Batch size N.")]
 Lr = Annotated[float, Opt(help="Adam learning rate.")]
 Seed = Annotated[int, Opt(help="Random seed (data and weights).")]
 Examples = Annotated[int, Opt(help="Demo task: training examples to generate.")]
+old_steps = old_spellings(steps="--steps")  # the training commands' flag before --max-steps
 
 
 def _log(step: int, loss: float) -> None:
@@ -49,6 +51,7 @@ def _split(items: list, fraction: float = 0.1) -> tuple[list, list]:
 
 
 @classify_app.command("train")
+@old_steps
 def classify_train(
     out: Out,
     data: Annotated[Path | None, Opt(help="CSV (text,label columns) or JSONL; default: the sentiment demo.")] = None,
@@ -89,6 +92,7 @@ def classify_predict(
 
 
 @tag_app.command("train")
+@old_steps
 def tag_train(
     out: Out,
     data: Annotated[Path | None, Opt(help='JSONL {"tokens": [...], "tags": [...]}; default: repeated ones.')] = None,
@@ -127,6 +131,7 @@ def tag_predict(
 
 
 @seq2seq_app.command("train")
+@old_steps
 def seq2seq_train(
     out: Out,
     task: Annotated[str, Opt(help="reverse | sort | translit | multiples (one-to-many).")] = "reverse",
@@ -140,7 +145,9 @@ def seq2seq_train(
     batch_size: Batch = 64,
     lr: Lr = 3e-3,
     seed: Seed = 0,
-    max_time: Annotated[float, Opt(help="Stop training after this many seconds (0: no limit).")] = 0.0,
+    max_time: Annotated[
+        float, max_time_option("Stop after this much training time, e.g. 90s, 20m (0: no limit).")
+    ] = 0.0,
 ) -> None:
     """Train an encoder-decoder on a built-in task; prints held-out exact match (greedy decoding)."""
     from rnnlab.models.seq2seq import Seq2Seq
@@ -177,6 +184,7 @@ def seq2seq_decode(
 
 
 @timeseries_app.command("fit")
+@old_steps
 def timeseries_fit(
     out: Out,
     data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
@@ -209,6 +217,25 @@ def timeseries_fit(
         print(" ".join(f"{v:.4f}" for v in model.forecast(series, horizon)))
 
 
+@timeseries_app.command("predict")
+def timeseries_predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab timeseries fit`.")],
+    data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
+    column: Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")] = None,
+    horizon: Annotated[int, Opt(help="How many values to forecast past the end of the series.")] = 10,
+) -> None:
+    """Print the next --horizon values after the series, each prediction fed back as the next input."""
+    from rnnlab.models.timeseries import Forecaster, demo, read_series
+
+    if horizon < 1:
+        raise RnnlabError(f"--horizon must be >= 1, got {horizon}")
+    model = Forecaster.load(run_dir)
+    series = read_series(data, column) if data else demo()
+    if len(series) == 0:
+        raise RnnlabError(f"{data} has no values to continue")
+    print(" ".join(f"{v:.4f}" for v in model.forecast(series, horizon)))
+
+
 caption_app = typer.Typer(
     help="Image captioning on coloured shapes (CNN encoder + recurrent decoder).", no_args_is_help=True
 )
@@ -216,6 +243,7 @@ app.add_typer(caption_app, name="caption")
 
 
 @caption_app.command("train")
+@old_steps
 def caption_train(
     out: Out,
     coco: Annotated[Path | None, Opt(help="COCO-format caption JSON; default: the built-in shapes.")] = None,
@@ -295,6 +323,7 @@ app.add_typer(vqa_app, name="vqa")
 
 
 @vqa_app.command("train")
+@old_steps
 def vqa_train(
     out: Out,
     scenes: Annotated[int, Opt(help="Training images (scenes) to generate.")] = 4000,

@@ -22,9 +22,10 @@ from rnnlab.dynamic import DynamicConfig, dynamic_nats
 from rnnlab.errors import RnnlabError
 from rnnlab.generate import StopMatcher, next_token, sampling_rng
 from rnnlab.metrics import Score
+from rnnlab.models.stepper import make_stepper
 from rnnlab.ngram import NgramConfig, mixed_nats
 from rnnlab.nn.recurrent import LockedDropout, Recurrent, State
-from rnnlab.rundir import TOKENIZER, WEIGHTS, check_state_dict, load_tensors, read_config
+from rnnlab.rundir import LANGUAGE_MODELS, TOKENIZER, WEIGHTS, check_state_dict, load_tensors, read_run
 
 IGNORE = -100  # target id that is not scored (padding in evaluation)
 WARMUP = 256  # tokens each parallel stream k > 0 reads, unscored, before its segment (see token_nats)
@@ -197,15 +198,13 @@ class LanguageModel:
     def load(cls, run_dir: str | Path, device: str = "cpu") -> LanguageModel:
         """Load `run_dir/model.safetensors` with its config and tokenizer (weights map to any device).
 
-        Everything is checked first: config.json's types and values, a tokenizer whose vocabulary is the
+        Everything is checked first: the run's kind (a language model, "lm" or "reference"; any other kind is
+        refused naming the command that uses it), config.json's types and values, a tokenizer whose vocabulary is the
         one the weights were trained for, weights that match the config, are finite and unchanged since
         they were saved. Any failure is one RnnlabError naming the file.
         """
         run_dir = Path(run_dir)
-        data = read_config(run_dir)
-        kind = data.get("kind", "lm")
-        if kind != "lm":
-            raise RnnlabError(f"{run_dir} holds a {kind!r} run, not a language model")
+        data = read_run(run_dir, LANGUAGE_MODELS)
         config = model_config_from_dict(data["model"], f"{run_dir / 'config.json'}")
         tokenizer = load_tokenizer(run_dir / TOKENIZER)
         if tokenizer.vocab_size != config.vocab_size:
@@ -331,8 +330,6 @@ class LanguageModel:
         sampled token then goes through `make_stepper`'s stepper from that state (NumPy for the fused cells
         on the CPU, else the module's one-step forward), and the token is chosen in NumPy. (No `torch.no_grad`
         decorator: on a generator it is re-entered at every token; the forward calls carry their own.)"""
-        from rnnlab.models.stepper import make_stepper  # here: stepper.py imports RNNLM from this module
-
         _check_sampling(length, temperature, top_k, top_p, seed)
         rng = sampling_rng(seed)
         ids = self.tokenizer.encode(prime) if prime else self._start_ids(rng)

@@ -1,5 +1,6 @@
 """What the sequence architectures (classify, tagger, seq2seq, timeseries) share: the recurrent shape, a
-token vocabulary, padding, a small training loop, and run-directory save/load with a `kind`.
+token vocabulary, padding, their hooks over the shared training loop (`fit`), and run-directory save/load
+with a `kind`.
 
 Each architecture is a different way of wiring `rnnlab.nn.recurrent.Recurrent` (any `--cell`):
 many-to-one (classify), many-to-many (tagger, timeseries), many-to-one + one-to-many (seq2seq).
@@ -8,8 +9,7 @@ many-to-one (classify), many-to-many (tagger, timeseries), many-to-one + one-to-
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +18,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnlab._version import __version__
-from rnnlab.config import CELLS
+from rnnlab import rundir
+from rnnlab.config import TrainConfig
 from rnnlab.errors import RnnlabError
+from rnnlab.nn import registry
 from rnnlab.nn.recurrent import Recurrent, State
-from rnnlab.rundir import CONFIG, WEIGHTS, atomic_save_tensors, atomic_write_json, load_state_dict, load_tensors
-from rnnlab.rundir import read_config as read_run_config
+from rnnlab.rundir import WEIGHTS, atomic_save_tensors, load_state_dict, load_tensors, write_run_config
+from rnnlab.train.loop import Loop
+from rnnlab.train.optim import build_optimizer
+from rnnlab.train.progress import Reporter
+from rnnlab.ui import console
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<START>", "<END>"
+LOG_EVERY = 100  # training steps between log lines, and between the copies a divergence rolls back to
 
 
 @dataclass
@@ -44,12 +49,11 @@ class SeqConfig:
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
-        if self.cell not in CELLS:
-            raise RnnlabError(f"unknown cell {self.cell!r}; choose one of: {', '.join(CELLS)}")
+        spec = registry.get(self.cell)
         for name in ("hidden", "layers", "embed", "steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise RnnlabError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.cell in ("mut1", "mut2") and self.embed != self.hidden:
+        if spec.same_width and self.embed != self.hidden:
             raise RnnlabError(f"--cell {self.cell} needs --embed equal to --hidden")
         if not 0.0 <= self.dropout < 1.0:
             raise RnnlabError(f"--dropout must be in [0, 1), got {self.dropout}")
@@ -62,8 +66,8 @@ class SeqConfig:
 
     @property
     def state_size(self) -> int:
-        """Numbers in one sequence's recurrent state: L x H, twice for the LSTM's (h, c)."""
-        return (2 if self.cell == "lstm" else 1) * self.layers * self.hidden
+        """Numbers in one sequence's recurrent state: L x H for each of its parts (twice for the LSTM's (h, c))."""
+        return len(registry.get(self.cell).state) * self.layers * self.hidden
 
     def vector_state(self, x: Tensor) -> State:
         """(N, state_size) -> tanh, shaped as the stack's state ((L, N, H), or (h, c) for the LSTM): a first
@@ -124,54 +128,78 @@ def fit(
 ) -> float:
     """Adam with global-norm clipping and a cosine decay to 10% of `config.lr` over `config.steps` steps
     or `max_time` seconds, whichever ends first; returns the mean loss of the last 10% of steps.
-    `batch_loss(generator)` draws a batch and returns its loss."""
+    `batch_loss(generator)` draws a batch and returns its loss; `log(step, mean loss)` hears every 100 steps.
+
+    It runs in rnnlab's training loop (rnnlab.train.loop), with the language model's divergence policy: a
+    non-finite loss, gradient or weight rolls back to a copy kept in memory every 100 steps and halves the
+    learning rate, and after 8 rollbacks training stops with an RnnlabError. Ctrl-C ends training early
+    and keeps the weights it has reached.
+    """
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    start = time.perf_counter()
-
-    def progress(step: int) -> float:
-        elapsed = (time.perf_counter() - start) / max_time if max_time else 0.0
-        return min(max(step / config.steps, elapsed), 1.0)
-
-    cosine = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * progress(step)))
+    settings = TrainConfig(
+        lr=config.lr,
+        warmup=0,
+        decay="cosine",
+        min_lr_ratio=0.1,
+        clip_norm=1.0,
+        max_steps=config.steps,
+        max_time=max_time,
+        checkpoint_every=LOG_EVERY,
+        batch_size=config.batch_size,
+        seq_len=1,  # the reporter counts sequences
+        seed=config.seed,
     )
+    loop = _Fit(module, batch_loss, settings, log)
     module.train()
-    recent: list[float] = []
-    for step in range(1, config.steps + 1):
-        loss = batch_loss(generator)
-        if not math.isfinite(loss.item()):
-            raise RnnlabError(f"training diverged at step {step} (loss {loss.item()}); try a smaller --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        optimizer.step()
-        cosine.step()
-        recent = [*recent[-max(config.steps // 10, 1) + 1 :], loss.item()]
-        if log is not None and (step % 100 == 0 or step == config.steps):
-            log(step, sum(recent) / len(recent))
-        if max_time and time.perf_counter() - start > max_time:
-            break
+    loop.run()
     module.eval()
-    return sum(recent) / len(recent)
+    return sum(loop.recent) / len(loop.recent)
+
+
+class _Fit(Loop):
+    """The sequence apps' hooks over the training loop: `batch_loss` draws and scores a batch; `log` hears
+    the mean of the recent losses."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        batch_loss: Callable[[torch.Generator], Tensor],
+        config: TrainConfig,
+        log: Callable[[int, float], None] | None,
+    ) -> None:
+        show = log is not None and console.is_terminal  # a progress bar beside the log's lines
+        reporter = Reporter(None, config, config.max_steps, show, unit="seq")
+        super().__init__(module, build_optimizer(module, config), config, reporter=reporter)
+        self.batch_loss, self.log = batch_loss, log
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.recent: deque[float] = deque(maxlen=max(config.max_steps // 10, 1))
+
+    def batch(self, step: int) -> torch.Generator:
+        """`batch_loss` draws the batch itself, from this generator."""
+        return self.generator
+
+    def loss(self, batch: torch.Generator) -> Tensor:
+        return self.batch_loss(batch)
+
+    def after_step(self, batch: torch.Generator, loss: float) -> None:
+        self.recent.append(loss)
+        step = self.progress.step
+        if self.log is not None and (step % LOG_EVERY == 0 or step == self.config.max_steps):
+            self.log(step, sum(self.recent) / len(self.recent))
 
 
 def save_run(out: Path, kind: str, config: SeqConfig, module: nn.Module, extra: dict[str, Any]) -> Path:
     """Write `out/config.json` (kind, shape, vocabularies, ...) and `out/model.safetensors`, atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"kind": kind, "rnnlab_version": __version__, "model": dataclasses.asdict(config), **extra}
     atomic_save_tensors(out / WEIGHTS, module.state_dict())
-    atomic_write_json(out / CONFIG, data)
+    write_run_config(out, kind, dataclasses.asdict(config), extra)
     return out
 
 
 def read_run(run_dir: Path, kind: str) -> tuple[dict[str, Any], SeqConfig]:
     """config.json of a `kind` run, with its SeqConfig; a run of another kind is a clear error."""
-    data = read_run_config(Path(run_dir))
-    if data.get("kind") != kind:
-        raise RnnlabError(f"{run_dir} is a {data.get('kind', 'language-model')!r} run, not a {kind!r} run")
+    data = rundir.read_run(Path(run_dir), kind)
     names = {f.name for f in dataclasses.fields(SeqConfig)}
     config = SeqConfig(**{k: v for k, v in data["model"].items() if k in names})
     config.validate()

@@ -10,6 +10,13 @@ instead (`sequence`, used while `fused_op` is on), as do the scan cells with the
 peephole LSTM with its hand-written BPTT (nn/peephole_lstm.py); tests check each against its step loop in value
 and gradient.
 
+The cells whose step is xw = W_ih x + b_ih, hw = W_hh h + b_hh and then element-wise arithmetic (Elman, LSTM, GRU:
+the equations of `torch.nn.RNN/LSTM/GRU`) write that arithmetic once, as `equations(xw, hw, state, ops, record)`:
+`step` runs it on tensors, the NumPy one-token stepper (models/stepper.py) on arrays (`ops=NUMPY`), and the
+gradient probe (analysis/gradients.py) with a `record` hook, which is handed each gate's activations.
+
+Each cell registers its `--cell` name here with `@register` (nn/registry.py), the scan cells in nn/scan.py.
+
 Shapes: x (N, T, D) batch-first, h (N, H). State is a tensor h, or a tuple (h, c) for the LSTM.
 Parameter names and gate order follow `torch.nn.RNN/LSTM/GRU` where the equations are the same
 (`weight_ih` (G·H, D), `weight_hh` (G·H, H), `bias_ih`, `bias_hh`), so their weights load directly.
@@ -19,15 +26,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn.peephole_lstm import peephole_lstm
+from rnnlab.nn.registry import get, register
 
 CellState = Tensor | tuple[Tensor, ...]
+Record = Callable[..., None]  # record(sigmoid=(...), tanh=(...)): the activations `equations` computed, by function
+
+
+class Ops(NamedTuple):
+    """The element-wise functions of `equations`, for torch tensors or NumPy arrays."""
+
+    sigmoid: Callable[[Any], Any]
+    tanh: Callable[[Any], Any]
+    relu: Callable[[Any], Any]
+
+
+def _numpy_sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) = (1 + tanh(x / 2)) / 2: no overflow for large |x|, a new array."""
+    s = x * 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    return s
+
+
+TORCH = Ops(torch.sigmoid, torch.tanh, torch.relu)
+NUMPY = Ops(_numpy_sigmoid, np.tanh, lambda x: np.maximum(x, 0))
 
 
 def at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
@@ -45,14 +77,29 @@ class Cell(nn.Module):
     # LSTM (nn/peephole_lstm.py). False forces the step loop, which `torch.func.vmap` and double backward need
     # (Hessian-free's curvature products), and the ONNX exporter, which sees only primitive ops (export.py).
     fused_op: bool = False
+    # `step`'s arithmetic on plain arrays, for the cells that have one (see the module docstring):
+    # equations(xw, hw, state, ops=TORCH, record=None) -> (h_t, new state).
+    equations: ClassVar[Callable[..., tuple[Any, Any]] | None] = None
+    # Whether `equations` reads only the sum xw + hw, so that b_hh may be added to the input share instead (the
+    # NumPy stepper folds it into its per-token table). The GRU's b_hn sits inside the reset gate's product.
+    bias_hh_foldable: ClassVar[bool] = True
+
+    @classmethod
+    def init_fused(cls, module: nn.RNNBase) -> None:
+        """Give a PyTorch module that runs this cell's equations (the registration's `torch_module`) the cell's own
+        initialisation: PyTorch's, unless a cell says otherwise."""
 
     def project(self, x: Tensor) -> Tensor:
         """Input contribution to every gate, for any leading shape: (..., D) -> (..., G·H)."""
         return F.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        """One time step from the projected input xw (N, G·H): returns (h_t, new state)."""
-        raise NotImplementedError
+        """One time step from the projected input xw (N, G·H): returns (h_t, new state). For a cell with
+        `equations`, those on xw and the recurrent share W_hh h + b_hh; every other cell writes its own."""
+        if self.equations is None:
+            raise NotImplementedError
+        h = state[0] if isinstance(state, tuple) else state
+        return self.equations(xw, F.linear(h, self.weight_hh, self.bias_hh), state)
 
     def recurrent_weights(self) -> Any:
         """Slices of the parameters that `step` uses, for cells that slice them (else None); `forward` takes
@@ -113,25 +160,39 @@ def _gate_params(cell: Cell, D: int, H: int, input_gates: int, hidden_gates: int
     cell._uniform_init()
 
 
+@register("rnn-tanh", torch_module=partial(nn.RNN, nonlinearity="tanh"))
 class ElmanCell(Cell):
-    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or ReLU (as `torch.nn.RNN`)."""
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh (as `torch.nn.RNN`); ReLU in `ReLUCell`."""
 
-    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
+    nonlinearity: ClassVar[str] = "tanh"  # f, by its name in `Ops`
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         _gate_params(self, input_size, hidden_size, 1, 1)
-        self.activation = {"tanh": torch.tanh, "relu": torch.relu}[nonlinearity]
 
-    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        h = self.activation(xw + F.linear(state, self.weight_hh, self.bias_hh))
+    @classmethod
+    def equations(cls, xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None) -> tuple[Any, Any]:
+        """h_t = f(xw + hw), from the input share xw = W_ih x + b_ih and the recurrent share hw = W_hh h + b_hh."""
+        h = getattr(ops, cls.nonlinearity)(xw + hw)
+        if record is not None:
+            record(**{cls.nonlinearity: (h,)})
         return h, h
 
 
-class IRNNCell(ElmanCell):
+@register("rnn-relu", torch_module=partial(nn.RNN, nonlinearity="relu"))
+class ReLUCell(ElmanCell):
+    """Elman RNN with f = ReLU (as `torch.nn.RNN(nonlinearity="relu")`)."""
+
+    nonlinearity = "relu"
+
+
+@register("irnn")
+class IRNNCell(ReLUCell):
     """IRNN (Le, Jaitly & Hinton 2015): a ReLU Elman RNN with W_hh = I and zero biases at initialisation,
     so that at the start the hidden state is copied forward and gradients neither vanish nor explode."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size, "relu")
+        super().__init__(input_size, hidden_size)
         with torch.no_grad():
             self.weight_hh.copy_(torch.eye(hidden_size))
             self.bias_ih.zero_()
@@ -139,6 +200,16 @@ class IRNNCell(ElmanCell):
             nn.init.normal_(self.weight_ih, std=0.001)  # the paper's small Gaussian input weights
 
 
+def _forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float) -> None:
+    """The LSTM's forget-gate bias starts at `value` (Gers et al. 2000; Jozefowicz et al. 2015): remember by default.
+    Gate order (i, f, g, o); of the two biases PyTorch adds, their sum is set."""
+    H = bias_ih.shape[0] // 4
+    with torch.no_grad():
+        bias_ih[H : 2 * H].fill_(value)
+        bias_hh[H : 2 * H].zero_()
+
+
+@register("lstm", state=("h", "c"), torch_module=nn.LSTM, options=("peephole",))
 class LSTMCell(Cell):
     """LSTM (Hochreiter & Schmidhuber 1997; forget gate, Gers et al. 2000), gate order (i, f, g, o):
 
@@ -154,11 +225,14 @@ class LSTMCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, forget_bias: float = 1.0) -> None:
         super().__init__()
         _gate_params(self, input_size, hidden_size, 4, 4)
-        H = hidden_size
-        with torch.no_grad():
-            self.bias_ih[H : 2 * H].fill_(forget_bias)
-            self.bias_hh[H : 2 * H].zero_()
-        self.peephole = nn.Parameter(torch.zeros(3, H)) if peephole else None
+        _forget_bias(self.bias_ih, self.bias_hh, forget_bias)
+        self.peephole = nn.Parameter(torch.zeros(3, hidden_size)) if peephole else None
+
+    @classmethod
+    def init_fused(cls, module: nn.RNNBase) -> None:
+        """Every layer's forget-gate bias at 1, as this cell's."""
+        for layer in range(module.num_layers):
+            _forget_bias(getattr(module, f"bias_ih_l{layer}"), getattr(module, f"bias_hh_l{layer}"), 1.0)
 
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         zeros = torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
@@ -179,17 +253,37 @@ class LSTMCell(Cell):
         return out, (h[0], c[0])
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        h, c = state
-        i, f, g, o = (xw + F.linear(h, self.weight_hh, self.bias_hh)).chunk(4, 1)
-        if self.peephole is not None:
-            i, f = i + self.peephole[0] * c, f + self.peephole[1] * c
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        if self.peephole is not None:
-            o = o + self.peephole[2] * c
-        h = torch.sigmoid(o) * torch.tanh(c)
+        """`equations`, with the peephole weights if any."""
+        hw = F.linear(state[0], self.weight_hh, self.bias_hh)
+        return self.equations(xw, hw, state, peephole=self.peephole)
+
+    @staticmethod
+    def equations(
+        xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None, peephole: Any = None
+    ) -> tuple[Any, Any]:
+        """(h_t, (h_t, c_t)) from the input and recurrent shares of the four gates (..., 4H) and (h, c)_{t-1}, with
+        the peephole weights (3, H) if any. Without them σ is taken of all four pre-activations at once (g's share
+        unused): one call, not three."""
+        c = state[1]
+        H = c.shape[-1]
+        a = xw + hw
+        if peephole is None:
+            s = ops.sigmoid(a)
+            i, f, o = s[..., :H], s[..., H : 2 * H], s[..., 3 * H :]
+        else:  # i and f see c_{t-1}, o sees c_t
+            i, f = ops.sigmoid(a[..., :H] + peephole[0] * c), ops.sigmoid(a[..., H : 2 * H] + peephole[1] * c)
+        g = ops.tanh(a[..., 2 * H : 3 * H])
+        c = f * c + i * g
+        if peephole is not None:
+            o = ops.sigmoid(a[..., 3 * H :] + peephole[2] * c)
+        tanh_c = ops.tanh(c)
+        h = o * tanh_c
+        if record is not None:
+            record(sigmoid=(i, f, o), tanh=(g, tanh_c))
         return h, (h, c)
 
 
+@register("gru", torch_module=nn.GRU)
 class GRUCell(Cell):
     """GRU in the PyTorch/cuDNN form, gate order (r, z, n); the reset gate acts *after* W_hn:
 
@@ -198,6 +292,7 @@ class GRUCell(Cell):
     """
 
     fused_op = True
+    bias_hh_foldable = False
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -209,15 +304,19 @@ class GRUCell(Cell):
         out, h = torch.gru(x, state[None], weights, True, 1, 0.0, self.training, False, True)
         return out, h[0]
 
-    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        xr, xz, xn = xw.chunk(3, 1)
-        hr, hz, hn = F.linear(state, self.weight_hh, self.bias_hh).chunk(3, 1)
-        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h = (1 - z) * n + z * state
+    @staticmethod
+    def equations(xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None) -> tuple[Any, Any]:
+        """h_t from the input and recurrent shares of the three gates (..., 3H) and h_{t-1} (the new state is h_t)."""
+        H = state.shape[-1]
+        rz = ops.sigmoid(xw[..., : 2 * H] + hw[..., : 2 * H])
+        n = ops.tanh(xw[..., 2 * H :] + rz[..., :H] * hw[..., 2 * H :])
+        h = n + rz[..., H:] * (state - n)  # (1 − z) ⊙ n + z ⊙ h_{t-1}, as PyTorch's kernel computes it
+        if record is not None:
+            record(sigmoid=(rz,), tanh=(n,))
         return h, h
 
 
+@register("gru-cho")
 class GRUChoCell(Cell):
     """GRU in the form of Cho et al. (2014) and the lectures: the reset gate acts *before* W_hn:
 
@@ -261,17 +360,19 @@ class MUTCell(Cell):
     Only the weights the paper has exist: `weight_ih` stacks the x-weights (MUT1: W_xz, W_xr; MUT2:
     W_xz, W_xh; MUT3: W_xz, W_xr, W_xh), `weight_hh` the h-weights (MUT1: W_hr, W_hh; MUT2/3: W_hz,
     W_hr, W_hh), `bias` is (b_z, b_r, b_h). MUT1 and MUT2 add x un-weighted, so they need D = H.
+    Each variant is a subclass (`MUT1Cell` ...) with its own `--cell` name.
     """
 
+    variant: ClassVar[int]
     _X_TERMS: ClassVar[dict[int, str]] = {1: "zr", 2: "zh", 3: "zrh"}  # gates whose x-term has a weight
     _H_TERMS: ClassVar[dict[int, str]] = {1: "rh", 2: "zrh", 3: "zrh"}  # gates with an h-weight
 
-    def __init__(self, input_size: int, hidden_size: int, variant: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
+        variant = self.variant
         if variant in (1, 2) and input_size != hidden_size:
             raise ValueError(f"MUT{variant} adds x un-weighted, so it needs input size = hidden size")
-        self.variant, self.hidden_size = variant, hidden_size
-        H = hidden_size
+        self.hidden_size = H = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(len(self._X_TERMS[variant]) * H, input_size))
         self.weight_hh = nn.Parameter(torch.empty(len(self._H_TERMS[variant]) * H, H))
         self.bias = nn.Parameter(torch.empty(3 * H))
@@ -312,6 +413,31 @@ class MUTCell(Cell):
         return h, h
 
 
+@register("mut1", same_width=True)
+class MUT1Cell(MUTCell):
+    """MUT1 (see `MUTCell`)."""
+
+    variant = 1
+
+
+@register("mut2", same_width=True)
+class MUT2Cell(MUTCell):
+    """MUT2 (see `MUTCell`)."""
+
+    variant = 2
+
+
+@register("mut3")
+class MUT3Cell(MUTCell):
+    """MUT3 (see `MUTCell`)."""
+
+    variant = 3
+
+
+# mrnn's default learning rate is capped: its hidden-to-hidden matrix is a product W_hf diag(gains) W_fh, so the
+# small steps Adam takes on every factor compound; at the default rate the product's spectral radius grew until the
+# hidden units saturated and training diverged (benchmarks/results/cells_quality.md).
+@register("mrnn", options=("factors",), max_lr=1e-3)
 class MRNNCell(Cell):
     """Multiplicative RNN (Sutskever, Martens & Hinton 2011) with factored 3-way weights: the input
     chooses the hidden-to-hidden matrix W_hh(x) = W_hf diag(W_fx x + b_f) W_fh.
@@ -349,31 +475,11 @@ class MRNNCell(Cell):
         return h, h
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, *, peephole: bool = False, factors: int = 0) -> Cell:
-    """The cell called `name` (as in `--cell`)."""
-    if name in ("rnn-tanh", "rnn-relu"):
-        return ElmanCell(input_size, hidden_size, name.removeprefix("rnn-"))
-    if name == "irnn":
-        return IRNNCell(input_size, hidden_size)
-    if name == "lstm":
-        return LSTMCell(input_size, hidden_size, peephole=peephole)
-    if name == "gru":
-        return GRUCell(input_size, hidden_size)
-    if name == "gru-cho":
-        return GRUChoCell(input_size, hidden_size)
-    if name in ("mut1", "mut2", "mut3"):
-        return MUTCell(input_size, hidden_size, int(name[-1]))
-    if name == "mrnn":
-        return MRNNCell(input_size, hidden_size, factors)
-    if name in ("mingru", "minlstm", "ssm"):
-        from rnnlab.nn.scan import SCAN_CELLS  # here, not at the top: scan.py builds on this module's `Cell`
-
-        return SCAN_CELLS[name](input_size, hidden_size)
-    raise ValueError(f"unknown cell {name!r}")
-
-
-CELL_NAMES = ("rnn-tanh", "rnn-relu", "irnn", "lstm", "gru", "gru-cho", "mut1", "mut2", "mut3", "mrnn",
-              "mingru", "minlstm", "ssm")  # fmt: skip
+def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
+    """The cell called `name` (as in `--cell`; nn/registry.py). `options` are ModelConfig fields by name (peephole,
+    factors); each cell is given those its registration lists, as they apply to it alone."""
+    spec = get(name)
+    return spec.cls(input_size, hidden_size, **{k: v for k, v in options.items() if k in spec.options})
 
 
 def step_loops(module: nn.Module) -> nn.Module:

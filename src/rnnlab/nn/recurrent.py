@@ -1,33 +1,25 @@
 """Run a recurrent cell over time: a stack of L layers, `(N, T, D) -> (N, T, H)` plus carried state.
 
 Two paths compute the same function:
-- fused: `torch.nn.RNN/LSTM/GRU` (cuDNN on GPU, oneDNN/MKL on CPU) for `rnn-tanh`, `rnn-relu`, `lstm`
-  and `gru` when no per-layer extra is asked for; their equations are exactly those cells';
+- fused: `torch.nn.RNN/LSTM/GRU` (cuDNN on GPU, oneDNN/MKL on CPU) for the cells registered with the module
+  whose equations they are (`torch_module`, nn/registry.py) when no per-layer extra is asked for;
 - layered: one `rnnlab.nn.cells` cell per layer, with dropout (standard or variational/locked),
   layer normalisation, residual or highway connections between layers.
 Tests check that the two paths agree on the same weights.
 
-State is a tensor `(L, N, H)`, or a tuple `(h, c)` of them for the LSTM; `None` means the initial
-state (zeros, or learned with `learn_init`).
+State is a tensor `(L, N, H)`, or a tuple of them where the cell's state has several parts (`(h, c)` for the
+LSTM; the registration's `state`); `None` means the initial state (zeros, or learned with `learn_init`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
+from rnnlab.nn import registry
 from rnnlab.nn.cells import make_cell
 
 State = Tensor | tuple[Tensor, ...]
-
-_FUSED: dict[str, Callable[..., nn.RNNBase]] = {
-    "rnn-tanh": lambda **kw: nn.RNN(nonlinearity="tanh", **kw),
-    "rnn-relu": lambda **kw: nn.RNN(nonlinearity="relu", **kw),
-    "lstm": nn.LSTM,
-    "gru": nn.GRU,
-}
 
 
 class LockedDropout(nn.Module):
@@ -66,20 +58,20 @@ class Recurrent(nn.Module):
         fused: bool = True,
     ) -> None:
         super().__init__()
-        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
-        self.residual, self.highway, self.is_lstm = residual, highway, cell == "lstm"
-        extras = variational or residual or highway or layer_norm or peephole
-        self.fused = fused and cell in _FUSED and not extras
+        self.cell, self.spec, self.hidden_size, self.num_layers = cell, registry.get(cell), hidden_size, num_layers
+        self.residual, self.highway = residual, highway
+        # plain: each layer is nothing but its cell, the one below feeding the one above (dropout aside: off in eval)
+        self.plain = not (residual or highway or layer_norm or peephole)
+        self.fused = fused and self.spec.torch_module is not None and self.plain and not variational
         if self.fused:
-            self.rnn = _FUSED[cell](
+            self.rnn = self.spec.torch_module(
                 input_size=input_size,
                 hidden_size=hidden_size,
                 num_layers=num_layers,
                 dropout=dropout if num_layers > 1 else 0.0,
                 batch_first=True,
             )
-            if self.is_lstm:
-                self._init_forget_bias(1.0)
+            self.spec.cls.init_fused(self.rnn)
         else:
             sizes = [input_size] + [hidden_size] * (num_layers - 1)
             self.layers = nn.ModuleList(
@@ -93,28 +85,28 @@ class Recurrent(nn.Module):
             )
             self.skip = [d == hidden_size for d in sizes]
         if learn_init:
-            shape = (2 if self.is_lstm else 1, num_layers, 1, hidden_size)
+            shape = (len(self.spec.state), num_layers, 1, hidden_size)
             self.initial = nn.Parameter(torch.zeros(shape))
         else:
             self.initial = None
 
-    def _init_forget_bias(self, value: float) -> None:
-        """Forget-gate bias starts at `value` (Gers et al. 2000; Jozefowicz et al. 2015): remember by default.
-
-        PyTorch's gate order is (input, forget, cell, output) and it adds two biases; we set their sum.
-        """
-        H = self.hidden_size
-        with torch.no_grad():
-            for layer in range(self.num_layers):
-                getattr(self.rnn, f"bias_ih_l{layer}")[H : 2 * H].fill_(value)
-                getattr(self.rnn, f"bias_hh_l{layer}")[H : 2 * H].zero_()
+    def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]] | None:
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of each layer, the PyTorch module's or each cell's (the same
+        layout), where the stack in eval mode is nothing but its cell's `equations` on them: what the NumPy stepper
+        and the gradient probe run. None for cells without `equations` and for stacks with per-layer extras."""
+        if self.spec.equations is None or not self.plain:
+            return None
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        if self.fused:
+            return [tuple(getattr(self.rnn, f"{name}_l{i}") for name in names) for i in range(self.num_layers)]
+        return [tuple(getattr(cell, name) for name in names) for cell in self.layers]
 
     def initial_state(self, N: int) -> State | None:
         """The learned initial state expanded to N streams, or None (zeros) without `learn_init`."""
         if self.initial is None:
             return None
         parts = tuple(p.expand(-1, N, -1).contiguous() for p in self.initial)
-        return parts if self.is_lstm else parts[0]
+        return parts if len(parts) > 1 else parts[0]
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """x: (N, T, D) -> outputs (N, T, H) of the top layer, final state of every layer."""

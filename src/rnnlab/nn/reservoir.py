@@ -14,12 +14,10 @@ target there (teacher forcing), running freely feeds the network's own output.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,9 @@ import torch
 from scipy.sparse import csr_array
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
-from rnnlab._version import __version__
 from rnnlab.errors import RnnlabError
-from rnnlab.rundir import CONFIG, WEIGHTS, atomic_save_tensors, atomic_write_json, load_tensors
+from rnnlab.rundir import WEIGHTS, atomic_save_tensors, load_tensors, read_run, write_run_config
+from rnnlab.threads import one_thread
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_RIDGES = tuple(10.0**k for k in range(-12, 3))
@@ -113,18 +111,6 @@ class Reservoir:
     W_fb: torch.Tensor | None = field(default=None)  # (H, O) on the first reservoir with feedback
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run on one CPU thread. A time loop's ops take microseconds each, too little to split, and on a busy
-    machine the threads' synchronisation made a 1000-unit fit 10x slower (measured: 0.9 s against 11.6 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def spectral_radius(W: torch.Tensor) -> float:
     """Largest eigenvalue magnitude of a square matrix, in float64 on the CPU, to about 1e-10 relative.
 
@@ -134,7 +120,7 @@ def spectral_radius(W: torch.Tensor) -> float:
     5-10x on a busy 2-core machine.
     """
     W = W.detach().to("cpu", torch.float64)
-    with _one_thread():
+    with one_thread():
         if len(W) >= KRYLOV_MIN_SIZE and W.abs().sum() > 0:
             try:
                 start = np.random.default_rng(0).uniform(-1, 1, len(W))  # a fixed start: the same answer every run
@@ -330,7 +316,7 @@ class EchoStateNetwork:
                 drive = drive + self._noise(drive.shape, noise)
             x, W = state.x[layer], self._recurrent[layer]
             states = drive  # each row turns into x_t in place: three ops a step and no allocation
-            with _one_thread():
+            with one_thread():
                 for x_t in states.unbind(0):
                     # x_t = (1−a) x_{t−1} + a tanh(W_in u_t + W x_{t−1} + W_fb y_{t−1} + b); v.lerp_(x, 1−a) = that
                     x = x_t.addmv_(W, x).tanh_().lerp_(x, 1 - a)
@@ -434,7 +420,7 @@ class EchoStateNetwork:
         state = state or self.initial_state()
         if c.feedback and teacher is None:
             outputs = []
-            with _one_thread():
+            with one_thread():
                 for u in U:
                     y, state = self._step(u, state)
                     outputs.append(y)
@@ -459,7 +445,7 @@ class EchoStateNetwork:
         if c.input_size != c.output_size:
             raise RnnlabError(f"generating from own outputs needs inputs ({c.input_size}) = outputs ({c.output_size})")
         outputs = []
-        with _one_thread():
+        with one_thread():
             for _ in range(steps):
                 y, state = self._step(state.y, state)
                 outputs.append(y)
@@ -483,15 +469,13 @@ class EchoStateNetwork:
         run_dir.mkdir(parents=True, exist_ok=True)
         tensors = self.state_tensors() | {f"data.{k}": v for k, v in (data or {}).items()}
         atomic_save_tensors(run_dir / WEIGHTS, tensors)
-        config = {"kind": "esn", "rnnlab_version": __version__, "model": asdict(self.config)} | (extra or {})
-        atomic_write_json(run_dir / CONFIG, config)
+        write_run_config(run_dir, "esn", asdict(self.config), extra)
         return run_dir
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> EchoStateNetwork:
         """An ESN saved by `save`, with exactly the saved matrices (no reseeding)."""
-        config = read_esn_config(run_dir)
-        model = ESNConfig.from_dict(config["model"])
+        model = ESNConfig.from_dict(read_run(Path(run_dir), "esn")["model"])
         path = Path(run_dir) / WEIGHTS
         tensors = {k: v for k, v in load_tensors(path).items() if not k.startswith("data.")}
         try:
@@ -527,23 +511,6 @@ def _shapes(c: ESNConfig) -> dict[str, tuple[int, ...]]:
         if c.feedback and layer == 0:
             shapes[f"reservoir.{layer}.W_fb"] = (H, c.output_size)
     return shapes
-
-
-def read_esn_config(run_dir: str | Path) -> dict[str, Any]:
-    """config.json of an ESN run directory, or a one-line RnnlabError saying what is wrong."""
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG
-    if not run_dir.is_dir():
-        raise RnnlabError(f"{run_dir} is not a directory")
-    if not path.is_file():
-        raise RnnlabError(f"{run_dir} is not an rnnlab run directory (no {CONFIG})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RnnlabError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict) or data.get("kind") != "esn" or not isinstance(data.get("model"), dict):
-        raise RnnlabError(f"{run_dir} is not an echo state network run directory (config kind is not 'esn')")
-    return data
 
 
 # ---- time series from CSV files -------------------------------------------------------------------------------
@@ -647,7 +614,7 @@ def fit_series(
 def load_series(run_dir: str | Path, device: str = "cpu") -> tuple[EchoStateNetwork, dict[str, Any], torch.Tensor]:
     """An ESN saved by `SeriesFit.save`, its data section and its priming rows (standardised)."""
     esn = EchoStateNetwork.load(run_dir, device=device)
-    data = read_esn_config(run_dir).get("data")
+    data = read_run(Path(run_dir), "esn").get("data")
     prime = load_tensors(Path(run_dir) / WEIGHTS).get("data.prime")
     if not isinstance(data, dict) or prime is None or "columns" not in data:
         raise RnnlabError(f"{run_dir} holds an ESN but not a time-series model (made by `rnnlab esn fit`)")

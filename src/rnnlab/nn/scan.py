@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn.cells import Cell, CellState, at_least_float32
+from rnnlab.nn.registry import register
 
 
 def recurrence(
@@ -187,6 +188,7 @@ def g(x: Tensor) -> Tensor:
     return torch.maximum(x + 0.5, torch.sigmoid(x))
 
 
+@register("mingru")
 class MinGRUCell(Cell):
     """minGRU (Feng et al. 2024): a GRU whose gates see only the input, so its state is linear in its past:
 
@@ -216,6 +218,7 @@ class MinGRUCell(Cell):
         return h, h[:, -1]
 
 
+@register("minlstm")
 class MinLSTMCell(Cell):
     """minLSTM (Feng et al. 2024): input and forget gates from the input alone, normalised to sum to one:
 
@@ -254,6 +257,7 @@ class MinLSTMCell(Cell):
         return h, h[:, -1]
 
 
+@register("ssm", state=("conv", "ssm"), per_unit=False, no_onnx="the exporter has no operator for its RMSNorm")
 class SSMCell(Cell):
     """A selective state-space block in the style of Mamba's S6 (Gu & Dao 2023), pre-norm and residual:
 
@@ -334,6 +338,3 @@ class SSMCell(Cell):
         h = linear_scan(a, b, h0)  # (N, T, E, S)
         y = (h @ C.unsqueeze(-1)).squeeze(-1)  # y_t = C_t h_t
         return self._output(u, xc, z, y), (window[..., window.shape[-1] - (self.d_conv - 1) :], h[:, -1])
-
-
-SCAN_CELLS: dict[str, type[Cell]] = {"mingru": MinGRUCell, "minlstm": MinLSTMCell, "ssm": SSMCell}

@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rnnlab.errors import RnnlabError
 from rnnlab.models.language_model import LanguageModel
+from rnnlab.nn import registry
 from rnnlab.rundir import CONFIG, TOKENIZER, WEIGHTS
 
 MAX_LENGTH = 2000  # tokens per sample
@@ -137,7 +138,8 @@ class _Models:
         out = []
         for model_id, (_, lm) in self._loaded.items():
             cfg = lm.module.config
-            kinds = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+            spec = registry.get(cfg.cell)
+            kinds = spec.state if spec.per_unit else ()  # the parts of the state with one value per unit
             layers = [f"{k}{i}" for i in range(cfg.layers) for k in kinds]
             out.append({"id": model_id, "cell": cfg.cell, "hidden": cfg.hidden, "layers": layers})
         return out

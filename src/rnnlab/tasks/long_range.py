@@ -17,12 +17,14 @@ and a mask (N, T) of the positions that are scored; the loss and the metric look
 - reverse: T symbols out of 8, a delimiter, then the T symbols in reverse order (an encoder reads, then
   emits). Chance is 12.5%; solved when accuracy over the emitted symbols is ≥ 99%.
 
-Time limits and reported seconds are CPU seconds of this process (`time.process_time()`): with one thread
-that is the training's own compute time, unaffected by other jobs sharing the machine.
+Time limits and reported seconds are CPU seconds of this process's training steps (`time.process_time()`,
+evaluation not counted): with one thread that is the training's own compute time, unaffected by other jobs
+sharing the machine.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlab.config import TrainConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.nn.cells import CELL_NAMES
+from rnnlab.nn import registry
 from rnnlab.nn.init import esn_init_
 from rnnlab.nn.recurrent import Recurrent
 from rnnlab.train.hessian_free import HessianFree, masked_loss
+from rnnlab.train.loop import Diverged, Loop
+from rnnlab.train.optim import build_optimizer
+from rnnlab.train.progress import Reporter
+from rnnlab.ui import console
 
 SYMBOLS = 8  # alphabet of the copy and reverse tasks
 COPY_LENGTH = 5  # symbols to remember in the copy task
@@ -260,66 +267,101 @@ def train_task(
 
     First-order optimisers take `batch_size` (64) sequences per step and are evaluated every `eval_every`
     (25) steps, with the gradient norm clipped to `clip_norm`; HF takes 256 per step (a quarter of them for the
-    curvature, structural damping μ = 0.3) and is evaluated every step.
+    curvature, structural damping μ = 0.3) and is evaluated every step. Training runs in rnnlab's training loop
+    (rnnlab.train.loop): a non-finite loss or weight rolls back to the last evaluated step and halves the rate.
     """
     if name not in TASKS:
         raise RnnlabError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     if optimizer not in OPTIMIZERS:
         raise RnnlabError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    if cell not in CELL_NAMES:
-        raise RnnlabError(f"unknown cell {cell!r}; choose one of: {', '.join(CELL_NAMES)}")
+    registry.get(cell)  # an unknown cell is an error before any work
     task = TASKS[name]
     length = task.default_length if length is None else length
     if steps < 1 or hidden < 1:
         raise RnnlabError("--steps and --hidden must be >= 1")
     hf = optimizer == "hf"
-    batch_size = batch_size or (HF_BATCH if hf else 64)
     eval_every = eval_every or (1 if hf else 25)
-    model = make_model(task, cell, hidden, init, seed)
-    generator = torch.Generator().manual_seed(seed)
-    held_out = eval_batches(task, length, 512, torch.Generator().manual_seed(seed + 1))
-    if hf:
-        opt = HessianFree(
-            model,
-            task.loss,
-            structural_damping=HF_STRUCTURAL_DAMPING,
-            curvature_fraction=HF_CURVATURE_FRACTION,
-            max_cg_iters=HF_MAX_CG,
-        )
-    else:
-        rate = lr or DEFAULT_LR[optimizer]
-        params = model.parameters()
-        opt = {
-            "sgd": lambda: torch.optim.SGD(params, lr=rate),
-            "nesterov": lambda: torch.optim.SGD(params, lr=rate, momentum=0.9, nesterov=True),
-            "rmsprop": lambda: torch.optim.RMSprop(params, lr=rate, momentum=0.9),
-            "adam": lambda: torch.optim.Adam(params, lr=rate),
-        }[optimizer]()
-    started = time.process_time()
-    history: list[tuple[int, float, dict[str, float]]] = []
-    solved, step, metrics = False, 0, {}
-    while step < steps:
-        b = task.batch(batch_size, length, generator)
-        if hf:
-            opt.step(b.x, b.y, b.mask, None if time_limit is None else started + time_limit)
-        else:
-            outputs, _ = model(b.x)
-            loss = masked_loss(task.loss, outputs, b.y, b.mask)
-            opt.zero_grad()
-            loss.backward()
-            if clip_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            opt.step()
-        step += 1
-        elapsed = time.process_time() - started
-        out_of_time = time_limit is not None and elapsed > time_limit
-        if step % eval_every == 0 or step == steps or out_of_time:
-            metrics, solved = evaluate(task, model, held_out)
-            history.append((step, elapsed, metrics))
-            if callback is not None:
-                callback(step, elapsed, metrics)
-            if solved or out_of_time:
-                break
-    return TaskResult(
-        name, cell, optimizer, init, length, solved, step, time.process_time() - started, metrics, history
+    settings = TrainConfig(
+        optimizer=optimizer,
+        lr=lr or DEFAULT_LR.get(optimizer, 1.0),  # HF has no learning rate
+        momentum=0.0 if optimizer == "sgd" else 0.9,  # plain SGD; Nesterov and RMSprop with momentum 0.9
+        clip_norm=clip_norm,
+        warmup=0,
+        decay="none",
+        max_steps=steps,
+        max_time=time_limit or 0.0,
+        eval_every=eval_every,
+        checkpoint_every=eval_every,
+        batch_size=batch_size or (HF_BATCH if hf else 64),
+        seq_len=1,  # the reporter counts sequences
+        seed=seed,
     )
+    model = make_model(task, cell, hidden, init, seed)
+    held_out = eval_batches(task, length, 512, torch.Generator().manual_seed(seed + 1))
+    loop = _TaskLoop(task, model, settings, length, held_out, callback)
+    loop.run()
+    p = loop.progress
+    return TaskResult(
+        name, cell, optimizer, init, length, loop.goal_reached, p.step, p.elapsed, loop.metrics, loop.history
+    )
+
+
+class _TaskLoop(Loop):
+    """The long-range tasks' hooks over the training loop: fresh batches from the task's generator, its masked
+    loss, Hessian-free's own step, and the success test on held-out batches as the goal."""
+
+    evaluates = True
+
+    def __init__(
+        self,
+        task: Task,
+        model: SequenceModel,
+        config: TrainConfig,
+        length: int,
+        held_out: dict[str, Batch],
+        callback: Callable[[int, float, dict[str, float]], None] | None,
+    ) -> None:
+        optimizer: torch.optim.Optimizer | HessianFree
+        if config.optimizer == "hf":
+            optimizer = HessianFree(
+                model,
+                task.loss,
+                structural_damping=HF_STRUCTURAL_DAMPING,
+                curvature_fraction=HF_CURVATURE_FRACTION,
+                max_cg_iters=HF_MAX_CG,
+            )
+        else:
+            optimizer = build_optimizer(model, config)
+        show = callback is not None and console.is_terminal  # a progress bar beside the callback's lines
+        reporter = Reporter(None, config, config.max_steps, show, unit="seq")
+        super().__init__(model, optimizer, config, reporter=reporter, clock=time.process_time)
+        self.task, self.length, self.held_out, self.callback = task, length, held_out, callback
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.metrics: dict[str, float] = {}
+        self.history: list[tuple[int, float, dict[str, float]]] = []
+
+    def batch(self, step: int) -> Batch:
+        return self.task.batch(self.config.batch_size, self.length, self.generator)
+
+    def loss(self, batch: Batch) -> Tensor:
+        outputs, _ = self.model(batch.x)
+        return masked_loss(self.task.loss, outputs, batch.y, batch.mask)
+
+    def update(self, batch: Batch) -> float:
+        """HF: one step that ends by the time budget (CPU seconds); the others: the loop's first-order step."""
+        if not isinstance(self.optimizer, HessianFree):
+            return super().update(batch)
+        budget = self.config.max_time
+        deadline = self.clock() + budget - self.progress.elapsed if budget else None
+        loss = self.optimizer.step(batch.x, batch.y, batch.mask, deadline).loss_before
+        if not math.isfinite(loss):
+            raise Diverged(loss)
+        return loss
+
+    def evaluate(self) -> None:
+        """The task's metrics on the held-out batches; a passed success test ends training."""
+        p = self.progress
+        self.metrics, self.goal_reached = evaluate(self.task, self.model, self.held_out)
+        self.history.append((p.step, p.elapsed, self.metrics))
+        if self.callback is not None:
+            self.callback(p.step, p.elapsed, self.metrics)

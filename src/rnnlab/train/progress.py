@@ -27,11 +27,19 @@ PLAIN_EVERY_S = 10.0  # without a terminal, one progress line this often
 
 
 class Reporter:
-    """Receives step and evaluation results; shows them and appends them to metrics.jsonl."""
+    """Receives step and evaluation results; shows them and appends them to metrics.jsonl.
 
-    def __init__(self, run_dir: Path, config: TrainConfig, total_steps: int, show: bool) -> None:
-        self.config, self.total_steps = config, total_steps
-        self.metrics = open(run_dir / METRICS, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+    `run_dir`: where metrics.jsonl (and TensorBoard's events) go; None: nowhere, the bar only. `unit`: what
+    the N x T items of a step are called, "tok" for a language model (whose loss is also shown in bits per
+    token) or e.g. "seq" for a sequence app (T = 1: N sequences).
+    """
+
+    def __init__(
+        self, run_dir: Path | None, config: TrainConfig, total_steps: int, show: bool, unit: str = "tok"
+    ) -> None:
+        self.config, self.total_steps, self.unit = config, total_steps, unit
+        # closed in close()
+        self.metrics = open(run_dir / METRICS, "a", encoding="utf-8") if run_dir else None  # noqa: SIM115
         self.show, self.live = show, show and console.is_terminal
         self.bar: Progress | None = None
         self.window: list[float] = []
@@ -39,7 +47,7 @@ class Reporter:
         self.window_tokens = 0
         self.last_plain = 0.0
         self.tokens_per_s = 0.0
-        self.tensorboard = _tensorboard(run_dir)
+        self.tensorboard = _tensorboard(run_dir) if run_dir else None
 
     def __enter__(self) -> Reporter:
         if self.live:
@@ -94,7 +102,8 @@ class Reporter:
         }
         self._write(row)
         self.window, self.window_start, self.window_tokens = [], now, 0
-        stats = f"loss {mean:.3f}  bpc {mean / LN2:.3f}  {self.tokens_per_s:,.0f} tok/s"
+        bits = f"  bpc {mean / LN2:.3f}" if self.unit == "tok" else ""
+        stats = f"loss {mean:.3f}{bits}  {self.tokens_per_s:,.0f} {self.unit}/s"
         if self.bar is not None:
             total, done = self._budget(p)
             self.bar.update(self.task, description=f"step {p.step}", completed=done, total=total, stats=stats)
@@ -109,6 +118,8 @@ class Reporter:
             console.print(f"step {p.step}: validation {val_bpc:.4f} bits/char{mark}")
 
     def _write(self, row: dict[str, Any]) -> None:
+        if self.metrics is None:
+            return
         self.metrics.write(json.dumps(row) + "\n")
         self.metrics.flush()
         if self.tensorboard is not None:
@@ -117,7 +128,8 @@ class Reporter:
                     self.tensorboard.add_scalar(key, value, row["step"])
 
     def close(self) -> None:
-        self.metrics.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
 

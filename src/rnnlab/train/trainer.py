@@ -1,8 +1,10 @@
-"""The training loop: truncated BPTT over N parallel streams with the hidden state carried across chunks.
+"""Training a language model: truncated BPTT over N parallel streams with the hidden state carried across chunks.
 
-Read `train()` top to bottom: set up (or resume) the run directory, then loop
-    batch -> forward (loss inside the model) -> backward -> clip -> step -> log / evaluate / checkpoint.
-The trainer does not know which cell it trains; it only sees `RNNLM`.
+Read `train()` top to bottom: set up (or resume) the run directory, then run `_Loop`, the language model's
+hooks over the shared training loop (rnnlab.train.loop: step, clipping, schedule, divergence policy, progress,
+evaluation, checkpoints): the chunks of the streams and their carried state, random stream resets, epochs,
+validation, checkpoints on disk for exact resume, and DDP. The trainer does not know which cell it trains; it
+only sees `RNNLM`.
 """
 
 from __future__ import annotations
@@ -13,22 +15,19 @@ import json
 import math
 import os
 import shutil
-import signal
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rnnlab._version import __version__
 from rnnlab.config import (
     ModelConfig,
     TrainConfig,
     build_configs,
     model_config_from_dict,
     train_config_from_dict,
+    with_options,
 )
 from rnnlab.data.prepare import TokenStore, build_token_store
 from rnnlab.data.stream import BatchStream
@@ -42,19 +41,19 @@ from rnnlab.rundir import (
     WEIGHTS,
     RunLock,
     atomic_save_tensors,
-    atomic_write_json,
     make_temp_dir,
     read_config,
+    read_run,
     remove_temporaries,
+    write_run_config,
 )
 from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from rnnlab.train.distributed import Distributed, SilentReporter, session
-from rnnlab.train.optim import build_optimizer, initialise, lr_factor
+from rnnlab.train.loop import MAX_ROLLBACKS, Diverged, Loop
+from rnnlab.train.optim import build_optimizer, initialise
 from rnnlab.train.precision import Precision, check_precision, compile_model
 from rnnlab.train.progress import Reporter
 from rnnlab.ui import notice
-
-MAX_ROLLBACKS = 8
 
 
 @dataclass
@@ -69,6 +68,7 @@ class TrainResult:
     interrupted: bool
 
 
+@with_options
 def train(
     inputs: list[str] | None = None,
     *,
@@ -99,7 +99,7 @@ def train(
                 if "device" in options:
                     resolve_device(options["device"])  # e.g. --device cuda without a GPU, before any write
                 if resume:
-                    read_config(out)  # a clear error when `out` is not a run directory
+                    read_run(out, "lm")  # a clear error when `out` is not a language-model run
                     lock = RunLock(out).acquire()
                     remove_temporaries(out)
                     model_cfg, train_cfg = _resume_configs(out, preset, options)
@@ -170,7 +170,7 @@ RESUMABLE = {"max_steps", "max_time", "epochs", "eval_every", "eval_tokens", "ch
 def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
     """The run's saved configs with the allowed training options overridden; any other change is an error.
     Nothing is written here."""
-    saved = read_config(out)
+    saved = read_run(out, "lm")
     model_cfg = model_config_from_dict(saved.get("model"), f"{out / CONFIG}")
     train_cfg = train_config_from_dict(saved.get("train"), f"{out / CONFIG}")
     requested_model, requested_train = build_configs(preset, **options)
@@ -263,18 +263,13 @@ def _preset_values(preset: str | None) -> dict[str, Any]:
 
 
 def _write_config(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
-    atomic_write_json(
-        run_dir / CONFIG,
-        {
-            "rnnlab_version": __version__,
-            "model": dataclasses.asdict(model_cfg),
-            "train": dataclasses.asdict(train_cfg),
-        },
-    )
+    write_run_config(run_dir, "lm", dataclasses.asdict(model_cfg), {"train": dataclasses.asdict(train_cfg)})
 
 
-class _Loop:
-    """One training session over a run directory (fresh or resumed)."""
+class _Loop(Loop):
+    """The language model's hooks over the training loop, for one session over a run directory (fresh or
+    resumed): chunks of the N parallel streams with the hidden state carried across them, random stream
+    resets, epochs, validation, checkpoints on disk for exact resume, and DDP under torchrun."""
 
     def __init__(
         self,
@@ -291,28 +286,29 @@ class _Loop:
         self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len, rows)
         self.model = RNNLM(model_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model, config)
-        self.progress, self.carried = self._restore()
+        self.carried: State | None = None
+        self.state: State | None = None  # the chunk's final state, carried once its update succeeds
+        progress = self.load_checkpoint()
         # What the training step calls: DDP around the model (gradient averaging), optionally compiled.
         self.step_model = compile_model(self.dist.wrap(self.model, self.device), config.compile)
-        self.precision = Precision(config.precision, self.device)
+        precision = Precision(config.precision, self.device)
         if config.precision == "auto" and self.dist.is_main and config.optimizer != "hf":
-            notice(f"--precision auto: the training step runs in {self.precision.name} on {self.device.type}")
-        self.total_steps = self._step_budget()
-        self.reporter = (
-            Reporter(run_dir, config, self.total_steps, show_progress) if self.dist.is_main else SilentReporter()
+            notice(f"--precision auto: the training step runs in {precision.name} on {self.device.type}")
+        total_steps = self._step_budget()
+        reporter = Reporter(run_dir, config, total_steps, show_progress) if self.dist.is_main else SilentReporter()
+        super().__init__(
+            self.model,
+            self.optimizer,
+            config,
+            progress=progress,
+            total_steps=total_steps,
+            reporter=reporter,
+            dist=self.dist,
+            device=self.device,
+            precision=precision,
+            max_rollbacks=MAX_ROLLBACKS,  # this module's name, read now: a test can raise the limit
         )
-        self.stop_requested = False
-        self.rollbacks = 0  # in this session, in total: divergence handling always ends
-        self.last_loss = math.nan
-        self.evaluated_at = -1
-
-    def _restore(self) -> tuple[Progress, State | None]:
-        """Load the checkpoint; under torchrun keep this rank's rows of the carried state and its RNG."""
-        progress, carried = load_checkpoint(
-            self.run_dir, self.model, self.optimizer, self.device, self.config.batch_size
-        )
-        self.dist.restore_rng(self.run_dir, self.config.seed, progress.step, self.device)
-        return progress, self.dist.slice_state(carried, self.config.batch_size)
+        self.evaluates = self.store.val is not None
 
     def _step_budget(self) -> int:
         """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
@@ -323,35 +319,9 @@ class _Loop:
             budgets.append(max(1, int(self.config.epochs * self.stream.chunks_per_epoch)))
         return min(budgets) if budgets else 0
 
-    def run(self) -> TrainResult:
-        p, cfg = self.progress, self.config
-        self._truncate_metrics(p.step)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, self._request_stop) if in_main_thread else None
-        try:
-            with self.reporter:
-                self.reporter.start(p)
-                while not self._done():
-                    started = time.perf_counter()
-                    loss = self._train_step()
-                    p.elapsed += time.perf_counter() - started
-                    if loss is None:  # diverged: rolled back to the last checkpoint
-                        continue
-                    self.last_loss = loss
-                    self.reporter.step(p, loss, self._lr())
-                    if self.store.val is not None and p.step % cfg.eval_every == 0:
-                        self._evaluate()
-                    if p.step % cfg.checkpoint_every == 0:
-                        self._checkpoint()
-                if self.store.val is not None and self.evaluated_at != p.step and not self.stop_requested:
-                    self._evaluate()
-                self._checkpoint()
-                if self.store.val is None:
-                    self._save_weights()
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous)
-            self.reporter.close()
+    def run(self) -> TrainResult:  # type: ignore[override]
+        super().run()
+        p = self.progress
         best = p.best_val / LN2 / self.store.val.chars_per_token if self.store.val is not None else None
         if self.stop_requested:
             notice(
@@ -360,86 +330,89 @@ class _Loop:
             )
         return TrainResult(self.run_dir, p.step, best, self.last_loss, p.elapsed, self.stop_requested)
 
-    def _request_stop(self, signum: int, frame: object) -> None:
-        """Ctrl-C: finish the current step, write a checkpoint, stop. A second Ctrl-C aborts at once."""
-        if self.stop_requested:
-            raise KeyboardInterrupt
-        self.stop_requested = True
+    # ---- the hooks ----------------------------------------------------------------------------------
 
-    def _done(self) -> bool:
-        p, cfg = self.progress, self.config
-        self.stop_requested, p.elapsed = self.dist.agree(self.stop_requested, p.elapsed, self.device)
-        return (
-            self.stop_requested
-            or (self.total_steps and p.step >= self.total_steps)
-            or (cfg.max_time and p.elapsed >= cfg.max_time)
-            or (cfg.patience and p.bad_evals >= cfg.patience)
-        )
-
-    def _lr(self) -> float:
-        p, cfg = self.progress, self.config
-        fraction = max(
-            p.step / self.total_steps if self.total_steps else 0.0,
-            p.elapsed / cfg.max_time if cfg.max_time else 0.0,
-        )
-        return cfg.lr * p.lr_scale * lr_factor(p.step, fraction, cfg)
-
-    def _train_step(self) -> float | None:
-        """One optimiser step on the next chunk. Returns the loss, or None after a divergence rollback."""
-        p, cfg = self.progress, self.config
-        if p.chunk >= self.stream.chunks_per_epoch:  # epoch boundary: start the streams afresh
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next chunk (x, y) of this rank's streams; at an epoch boundary the streams start afresh."""
+        p = self.progress
+        if p.chunk >= self.stream.chunks_per_epoch:
             p.epoch, p.chunk, self.carried = p.epoch + 1, 0, None
         x, y = self.stream.batch(p.chunk)
         if self.device.type == "cuda":  # pinned pages: the copy runs asynchronously with the GPU's work
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        self.carried = self._reset_streams(self.carried, p.step)
-        if cfg.optimizer == "hf":
-            return self._hf_step(x, y)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr()
-        with self.precision.autocast():
-            _, state, loss = self.step_model(x, self.carried, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        scaler = self.precision.scaler
-        scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
-        scaler.unscale_(self.optimizer)
-        if cfg.clip_value:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm or math.inf)
-        loss_value = self.dist.mean(loss)
-        # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers its scale).
-        if not (math.isfinite(loss_value) and (torch.isfinite(norm) or scaler.is_enabled())):
-            self._rollback(loss_value)
-            return None
-        scaler.step(self.optimizer)
-        scaler.update()
-        if not self._weights_finite():
-            self._rollback("non-finite weights")
-            return None
-        self.carried = detach_state(state)
-        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel() * self.dist.world
-        return loss_value
+        self.carried = self._reset_streams(self.carried, step)
+        return x, y
 
-    def _hf_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
-        """One Hessian-free update on this chunk from its incoming state (no learning rate, no clipping)."""
-        p = self.progress
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        _, self.state, loss = self.step_model(x, self.carried, y)
+        return loss
+
+    def update(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """--optimizer hf: one Hessian-free update from the chunk's incoming state (no learning rate, no
+        clipping); any other optimiser: the loop's first-order step."""
+        if self.config.optimizer != "hf":
+            return super().update(batch)
         carried = detach_state(self.carried) if self.carried is not None else None  # HF: no learned init
-        loss_value, state = self.optimizer.step(x, y, carried)
+        loss_value, self.state = self.optimizer.step(*batch, carried)
         if not math.isfinite(loss_value):
-            self._rollback(loss_value)
-            return None
-        if not self._weights_finite():
-            self._rollback("non-finite weights")
-            return None
-        self.carried = detach_state(state)
-        p.step, p.chunk, p.tokens = p.step + 1, p.chunk + 1, p.tokens + x.numel()
+            raise Diverged(loss_value)
         return loss_value
 
-    def _weights_finite(self) -> bool:
-        """Whether every weight is finite after an update (a finite loss can still step into NaN)."""
-        sums = torch.stack([p.detach().sum(dtype=torch.float64) for p in self.model.parameters()])
-        return bool(torch.isfinite(sums).all())
+    def after_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: float) -> None:
+        """Carry the chunk's final state into the next chunk and advance the data cursor."""
+        p = self.progress
+        self.carried = detach_state(self.state)
+        ranks = 1 if self.config.optimizer == "hf" else self.dist.world  # HF steps each rank on its own rows
+        p.chunk, p.tokens = p.chunk + 1, p.tokens + batch[0].numel() * ranks
+
+    def evaluate(self) -> None:
+        p, val = self.progress, self.store.val
+        assert val is not None
+        tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
+        nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
+        val_loss = nats / max(count, 1)
+        improved = val_loss < p.best_val
+        if improved:
+            p.best_val, p.best_step, p.bad_evals = val_loss, p.step, 0
+            self._save_weights()
+        else:
+            p.bad_evals += 1
+        self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
+
+    def save_checkpoint(self) -> None:
+        """Every rank contributes its carried rows and RNG state; rank 0 writes; all wait until it has."""
+        carried, rng = self.dist.gather_state(self.carried), self.dist.rng_tensors(self.device)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, carried, rng)
+        self.dist.barrier()
+
+    def load_checkpoint(self) -> Progress:
+        """Load the checkpoint; under torchrun keep this rank's rows of the carried state and its RNG."""
+        progress, carried = load_checkpoint(
+            self.run_dir, self.model, self.optimizer, self.device, self.config.batch_size
+        )
+        self.dist.restore_rng(self.run_dir, self.config.seed, progress.step, self.device)
+        self.carried = self.dist.slice_state(carried, self.config.batch_size)
+        return progress
+
+    def on_start(self) -> None:
+        """The run directory already holds the checkpoint to return to; drop metrics logged after it."""
+        self._truncate_metrics(self.progress.step)
+
+    def on_rollback(self) -> None:
+        self._truncate_metrics(self.progress.step)
+
+    def on_end(self) -> None:
+        """Without validation there is no best model: the final weights are the model."""
+        if self.store.val is None:
+            self._save_weights()
+
+    def divergence_hint(self) -> str:
+        return f"lower --lr or --clip-norm (the run can be resumed from step {self.progress.step} with other values)"
+
+    # ---- the language model's own parts -------------------------------------------------------------
 
     def _reset_streams(self, carried: State | None, step: int) -> State | None:
         """Start each stream afresh with probability --reset-prob before this step, so the model learns to
@@ -454,51 +427,9 @@ class _Loop:
             return carried
         return reset_rows(carried, keep, self.model.rnn.initial_state(int(keep.numel())))
 
-    def _rollback(self, what: float | str) -> None:
-        """Non-finite loss, gradient or weights: restore the last checkpoint and halve the learning rate.
-        The time already spent still counts against --max-time, and after MAX_ROLLBACKS rollbacks in
-        one session training stops with an error (the last checkpoint stays as it was)."""
-        self.rollbacks += 1
-        if self.rollbacks > MAX_ROLLBACKS:
-            raise RnnlabError(
-                f"training kept diverging ({what}) after {MAX_ROLLBACKS} rollbacks; lower --lr or --clip-norm "
-                f"(the run can be resumed from step {self.progress.step} with other values)"
-            )
-        scale, elapsed = self.progress.lr_scale / 2, self.progress.elapsed
-        restored, self.carried = self._restore()
-        vars(self.progress).update(vars(restored))  # in place: the loop holds a reference to it
-        self.progress.lr_scale, self.progress.elapsed = scale, elapsed
-        notice(
-            f"{'loss became ' if isinstance(what, float) else ''}{what}; rolled back to step "
-            f"{self.progress.step} and lowered the learning rate to {self._lr():.3g}"
-        )
-        self._truncate_metrics(self.progress.step)
-
-    def _evaluate(self) -> None:
-        p, val = self.progress, self.store.val
-        assert val is not None
-        self.evaluated_at = p.step
-        tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
-        nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
-        val_loss = nats / max(count, 1)
-        improved = val_loss < p.best_val
-        if improved:
-            p.best_val, p.best_step, p.bad_evals = val_loss, p.step, 0
-            self._save_weights()
-        else:
-            p.bad_evals += 1
-        self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
-
     def _save_weights(self) -> None:
         if self.dist.is_main:
             atomic_save_tensors(self.run_dir / WEIGHTS, self.model.state_dict())
-
-    def _checkpoint(self) -> None:
-        """Every rank contributes its carried rows and RNG state; rank 0 writes; all wait until it has."""
-        carried, rng = self.dist.gather_state(self.carried), self.dist.rng_tensors(self.device)
-        if self.dist.is_main:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, carried, rng)
-        self.dist.barrier()
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric rows logged after `step` (they are about to be recomputed after a resume)."""
