@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from common import corpus, write_result
 from rnnlab.config import parse_duration
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 
 PRIMES = ["ROMEO:", "HAMLET.", "the ", "T"]
 PASSAGE, CONTEXT = 30, 600

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from common import RESULTS, write_result
-from rnnlab.models.caption import Captioner, render_grid
-from rnnlab.models.sequence import SeqConfig
+from rnnlab.seq.caption import Captioner, render_grid
+from rnnlab.seq.sequence import SeqConfig
 from rnnlab.tasks.shapes import make_scenes
 
 

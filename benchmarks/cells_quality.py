@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import ROOT, corpus, write_result
 from rnnlab.config import ModelConfig, parse_duration
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.nn import registry
 
 STORE = ROOT / "benchmarks" / "results" / "cells_quality.json"  # every cell's latest row

@@ -10,7 +10,7 @@ directory instead (e.g. a longer-trained model), which must also have been train
 
 "With context" compresses train+valid and subtracts the size of train alone: the tool's cost of the
 validation text when it has seen the training text first, the fair comparison with a model trained on it.
---baseline REV times the coder of git revision REV (src/rnnlab/compress.py as it was there) on the first
+--baseline REV times the coder of git revision REV (src/rnnlab/lm/compress.py as it was there) on the first
 --baseline-bytes bytes beside the current one, in the same run: the speed-up, on the same load. Missing
 tools are skipped with a note; nothing is installed. Results: results/compress.md.
 """
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 import rnnlab
-import rnnlab.compress as coder
+import rnnlab.lm.compress as coder
 from common import ROOT, corpus, write_result
 from rnnlab.config import parse_duration
-from rnnlab.dynamic import DynamicConfig
+from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.metrics import LN2
 
 SEVEN_ZIP = shutil.which("7z") or shutil.which("7zz") or "7z"
@@ -91,10 +91,13 @@ def round_trip(
 
 
 def baseline_coder(revision: str) -> ModuleType:
-    """src/rnnlab/compress.py at git `revision`, imported as a module of its own."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:src/rnnlab/compress.py"], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
+    """The coder at git `revision` (src/rnnlab/lm/compress.py, before 0.2 src/rnnlab/compress.py), imported as a
+    module of its own."""
+    for where in ("src/rnnlab/lm/compress.py", "src/rnnlab/compress.py"):
+        shown = subprocess.run(["git", "show", f"{revision}:{where}"], capture_output=True, text=True, cwd=ROOT)
+        if shown.returncode == 0:
+            break
+    source = shown.stdout
     path = Path(tempfile.mkdtemp()) / "compress_baseline.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("compress_baseline", path)

@@ -46,9 +46,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
-from rnnlab.nn.reservoir import EchoStateNetwork, ESNConfig, Reservoir  # noqa: E402
-from rnnlab.tasks.mackey_glass import mackey_glass  # noqa: E402
-from rnnlab.tasks.sine_frequency import frequency_sequence  # noqa: E402
+from rnnlab.esn.mackey_glass import mackey_glass  # noqa: E402
+from rnnlab.esn.reservoir import EchoStateNetwork, ESNConfig, Reservoir  # noqa: E402
+from rnnlab.esn.sine_frequency import frequency_sequence  # noqa: E402
 
 torch.set_num_threads(1)
 

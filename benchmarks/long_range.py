@@ -19,8 +19,8 @@ import time
 import torch
 
 from common import write_result
-from rnnlab.tasks import long_range as lr
-from rnnlab.tasks.long_range import TASKS, TaskResult, eval_batches, hand_built_repeated_ones, train_task
+from rnnlab.lab import long_range as lr
+from rnnlab.lab.long_range import TASKS, TaskResult, eval_batches, hand_built_repeated_ones, train_task
 
 # (label, cell, optimizer, init, learning rate; None for HF, which has none)
 METHODS = [

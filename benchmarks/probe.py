@@ -23,7 +23,7 @@ from rnnlab.analysis.features import compute_features, regex_feature
 from rnnlab.analysis.render import cells_html
 from rnnlab.config import parse_duration
 from rnnlab.data.corpus import read_text
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 
 # corpus -> extra regex features
 CORPORA = {"linux": {}, "shakespeare": {"speaker_line": r"(?m)^[A-Z][A-Z' ]+\.$"}}

@@ -26,8 +26,8 @@ import rnnlab
 from common import RESULTS, corpus, machine, write_result
 from rnnlab.config import parse_duration
 from rnnlab.data.prepare import TokenStore
-from rnnlab.dynamic import DynamicConfig
-from rnnlab.ngram import NgramConfig
+from rnnlab.lm.dynamic import DynamicConfig
+from rnnlab.lm.ngram import NgramConfig
 
 
 def compressed_bits(tool: str, data: bytes) -> int | None:
@@ -179,7 +179,7 @@ def report(results: dict[str, dict]) -> str:
         "size(train), per character of valid, computed in the same run. Dynamic evaluation (Krause et al. "
         "2017, `--dynamic`) adapts the weights while scoring, each token scored before it is trained on; its "
         "step size is chosen on the held-out tail of the training file. N-gram mixing (`--mix`, "
-        "rnnlab.ngram) mixes the network online with an interpolated n-gram model of the training text and "
+        "rnnlab.lm.ngram) mixes the network online with an interpolated n-gram model of the training text and "
         "the text read so far; its defaults were chosen on the Shakespeare training tail.\n\n" + "\n".join(rows) + "\n"
     )
     notes = [

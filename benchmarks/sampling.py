@@ -37,8 +37,8 @@ import torch  # noqa: E402
 from common import ROOT, write_result  # noqa: E402
 from rnnlab.config import build_configs  # noqa: E402
 from rnnlab.data.tokenizers import CharTokenizer  # noqa: E402
-from rnnlab.models.language_model import RNNLM, LanguageModel  # noqa: E402
-from rnnlab.models.stepper import make_stepper  # noqa: E402
+from rnnlab.lm.model import RNNLM, LanguageModel  # noqa: E402
+from rnnlab.lm.stepper import make_stepper  # noqa: E402
 
 PRIME = "The "
 
@@ -69,7 +69,7 @@ def language_model(options: dict, vocab: int) -> LanguageModel:
 def old_next_token(
     logits: torch.Tensor, temperature: float, top_k: int, top_p: float, greedy: bool, generator: torch.Generator
 ) -> int:
-    """The previous `rnnlab.generate.next_token`, in PyTorch (same filters, same order)."""
+    """The previous `rnnlab.lm.generate.next_token`, in PyTorch (same filters, same order)."""
     if greedy or temperature == 0:
         return int(torch.argmax(logits))
     logits = logits.double() / temperature

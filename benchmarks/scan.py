@@ -21,7 +21,7 @@ import torch
 
 from common import write_result
 from rnnlab.config import ModelConfig
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.nn.cells import make_cell
 from rnnlab.nn.scan import linear_scan
 

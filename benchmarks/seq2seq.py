@@ -12,8 +12,8 @@ import time
 import torch
 
 from common import write_result
-from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.models.sequence import SeqConfig
+from rnnlab.seq.seq2seq import Seq2Seq
+from rnnlab.seq.sequence import SeqConfig
 from rnnlab.tasks.seq2seq_toys import reverse
 
 

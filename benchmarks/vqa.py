@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from common import RESULTS, write_result
-from rnnlab.models.caption import render_grid
-from rnnlab.models.sequence import SeqConfig
-from rnnlab.models.vqa import VQA
+from rnnlab.seq.caption import render_grid
+from rnnlab.seq.sequence import SeqConfig
+from rnnlab.seq.vqa import VQA
 from rnnlab.tasks.shape_questions import EXAMPLES, FORMS, form, majority_baselines, make_questions
 from rnnlab.tasks.shapes import make_scenes
 
@@ -65,7 +65,7 @@ def main() -> None:
 Synthetic shapes (`rnnlab.tasks.shapes`) with generated questions (`rnnlab.tasks.shape_questions`, six
 forms drawn equally often, one-word answers from {len(model.answers)}): {len(train)} training questions
 about {args.scenes} images, {len(test)} held-out questions about 1000 unseen images (another seed).
-Model (`rnnlab.models.vqa`): the captioner's CNN image vector v, a {args.cell.upper()} (H={args.hidden}, D=16)
+Model (`rnnlab.seq.vqa`): the captioner's CNN image vector v, a {args.cell.upper()} (H={args.hidden}, D=16)
 reading the question with v at every step and h_0 = tanh(W v), answer from the last step. Adam lr 5e-3,
 cosine decay over {args.steps} steps, N=64; trained {seconds:.0f}s on {args.threads} thread(s), load average
 before the run {load}.

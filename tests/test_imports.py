@@ -115,12 +115,12 @@ def reachable(start: str) -> set[str]:
 def test_the_graph_is_read_from_every_kind_of_import() -> None:
     """Top-level, function-local and relative imports, and a package's `__init__` run by importing a submodule."""
     assert "rnnlab.nn.registry" in imports("rnnlab.nn.cells")  # `from rnnlab.nn.registry import ...`
-    assert {"rnnlab.nn", "rnnlab.nn.recurrent"} <= imports("rnnlab.models.stepper")  # rnnlab.nn's __init__ runs
+    assert {"rnnlab.nn", "rnnlab.nn.recurrent"} <= imports("rnnlab.lm.stepper")  # rnnlab.nn's __init__ runs
     assert "rnnlab.nn" not in imports("rnnlab.nn.cells")  # already running: cells is inside it
     assert "rnnlab.nn.scan" in imports("rnnlab.nn")
     local = "rnnlab.analysis.gradients"  # cli/probe.py imports it inside a function
-    assert local in imports("rnnlab.cli.probe")
-    assert "rnnlab.models.language_model" not in imports("rnnlab.models.stepper")  # under TYPE_CHECKING
+    assert local in imports("rnnlab.analysis.cli")
+    assert "rnnlab.lm.model" not in imports("rnnlab.lm.stepper")  # under TYPE_CHECKING
 
 
 def test_there_is_no_import_cycle() -> None:
@@ -132,3 +132,27 @@ def test_the_cell_modules_do_not_import_each_other() -> None:
     (the registry, which cells.py imports, imports no cell module)."""
     assert "rnnlab.nn.scan" not in reachable("rnnlab.nn.cells")
     assert not reachable("rnnlab.nn.registry") & {"rnnlab.nn.cells", "rnnlab.nn.scan"}
+
+
+CORE = ("rnnlab.nn", "rnnlab.train", "rnnlab.data", "rnnlab.rundir", "rnnlab.config", "rnnlab.errors",
+        "rnnlab.ui", "rnnlab.metrics", "rnnlab.threads", "rnnlab._version")  # fmt: skip
+APPS = ("rnnlab.lm", "rnnlab.seq", "rnnlab.esn", "rnnlab.lab", "rnnlab.analysis", "rnnlab.serve",
+        "rnnlab.reference", "rnnlab.cli", "rnnlab.info", "rnnlab.__main__")  # fmt: skip
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_every_module_is_core_an_app_or_a_task_generator() -> None:
+    others = [m for m in MODULES if not _within(m, CORE + APPS + ("rnnlab.tasks",)) and m != "rnnlab"]
+    assert others == [], "place each module in the core, an app or tasks/ (../shared/DESIGN.md)"
+
+
+def test_the_core_never_imports_an_app_and_tasks_only_generate_data() -> None:
+    """nn/, train/, data/ and the core modules run no app's code when imported (an app may import the core);
+    tasks/ holds data generators, which import neither apps nor models."""
+    for module in MODULES:
+        if _within(module, CORE) or _within(module, ("rnnlab.tasks",)):
+            apps = sorted(m for m in reachable(module) if _within(m, APPS))
+            assert apps == [], f"{module} imports {apps}"

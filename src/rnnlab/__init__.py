@@ -10,9 +10,9 @@ print(lm.score(open("held_out.txt").read()).bits_per_char)
 from rnnlab._version import __version__
 from rnnlab.config import PRESETS, ModelConfig, TrainConfig
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.train import TrainResult, train
 from rnnlab.metrics import Score
-from rnnlab.models.language_model import LanguageModel
-from rnnlab.train.trainer import TrainResult, train
 
 __all__ = [
     "PRESETS",

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from rnnlab.config import model_config_from_dict
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.rundir import KINDS, LANGUAGE_MODELS, METRICS, WEIGHTS, read_run, tensor_shapes
 
 

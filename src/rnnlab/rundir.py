@@ -90,6 +90,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def check_output(path: Path) -> Path:
+    """Where OUTPUT will be written, checked before any work so that a command that cannot write fails
+    at once: not a folder, a device or a pipe, in an existing writable folder, not a read-only file.
+    A symbolic link is followed, so its target is replaced and the link kept."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise RnnlabError(f"cannot write {path}: it is a directory")
+    if target.exists() and not target.is_file():
+        raise RnnlabError(f"cannot write {path}: not a regular file")
+    if not target.parent.is_dir():
+        raise RnnlabError(f"cannot write {path}: its folder does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise RnnlabError(f"cannot write {path}: its folder is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise RnnlabError(f"cannot write {path}: the file is read-only")
+    return target
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write a file the user asked for, atomically (a reader, or a failure, never sees half of it; an
+    existing file is replaced only by the complete new one) with the permissions of the user's umask."""
+    try:
+        atomic_write_bytes(check_output(path), data)
+    except OSError as exc:
+        raise RnnlabError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 

@@ -11,7 +11,7 @@ from rnnlab.analysis.cells import Recording, pearson, rank_all, rank_units, reco
 from rnnlab.analysis.features import compute_features, regex_feature
 from rnnlab.config import ModelConfig
 from rnnlab.data.tokenizers import CharTokenizer
-from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.lm.model import RNNLM, LanguageModel
 
 
 def test_recording_matches_a_full_sequence_forward(probe_run: Path) -> None:

@@ -16,7 +16,7 @@ from rnnlab.analysis.novelty import fraction_seen, ngram_hashes, novelty
 from rnnlab.analysis.surprisal import surprisal
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import RNNLM, LanguageModel, total_nats
+from rnnlab.lm.model import RNNLM, LanguageModel, total_nats
 from rnnlab.nn import registry
 
 

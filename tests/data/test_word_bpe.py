@@ -13,7 +13,7 @@ import rnnlab
 from rnnlab.config import ModelConfig
 from rnnlab.data.tokenizers import BPETokenizer, WordTokenizer, tokenizer_from_dict
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.lm.model import RNNLM, LanguageModel
 
 TEXT = "The cat sat on the mat.\nThe dog sat on the log!  A cat, a dog;\tthe end.\n" * 3
 

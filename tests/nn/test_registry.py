@@ -9,9 +9,9 @@ import pytest
 
 from rnnlab.config import ModelConfig, build_configs
 from rnnlab.errors import RnnlabError
-from rnnlab.models.sequence import SeqConfig
 from rnnlab.nn import registry
 from rnnlab.nn.cells import Cell, make_cell
+from rnnlab.seq.sequence import SeqConfig
 
 
 def test_every_cell_module_has_registered_its_cells_once() -> None:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import rnnlab
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import RNNLM, LanguageModel
+from rnnlab.lm.model import RNNLM, LanguageModel
 from rnnlab.nn import registry, scan
 from rnnlab.nn.cells import make_cell
 from rnnlab.nn.recurrent import Recurrent

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rnnlab.config import ModelConfig
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.reference import CharRNN
 from rnnlab.reference.clip import clip_global_norm
 from rnnlab.reference.optim import SGD, Adam, RMSProp

@@ -7,8 +7,8 @@ import pytest
 
 from rnnlab.errors import RnnlabError
 from rnnlab.metrics import corpus_bleu
-from rnnlab.models.caption import Captioner, render_grid
-from rnnlab.models.sequence import SeqConfig
+from rnnlab.seq.caption import Captioner, render_grid
+from rnnlab.seq.sequence import SeqConfig
 from rnnlab.tasks.shapes import make_scenes, make_shapes
 
 

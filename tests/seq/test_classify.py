@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.classify import Classifier, demo, read_labelled, words
-from rnnlab.models.sequence import SeqConfig
+from rnnlab.seq.classify import Classifier, demo, read_labelled, words
+from rnnlab.seq.sequence import SeqConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.sequence import SeqConfig, fit
+from rnnlab.seq.sequence import SeqConfig, fit
 
 
 def regression(nan_from: int, nan_to: int) -> tuple[nn.Module, Callable[[torch.Generator], torch.Tensor]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.classify import Classifier
-from rnnlab.models.seq2seq import Seq2Seq, demo
-from rnnlab.models.sequence import SeqConfig
+from rnnlab.seq.classify import Classifier
+from rnnlab.seq.seq2seq import Seq2Seq, demo
+from rnnlab.seq.sequence import SeqConfig
 from rnnlab.tasks.seq2seq_toys import transliterate_word
 
 

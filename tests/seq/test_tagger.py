@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.sequence import SeqConfig
-from rnnlab.models.tagger import Tagger, demo, majority_rate, read_tagged
+from rnnlab.seq.sequence import SeqConfig
+from rnnlab.seq.tagger import Tagger, demo, majority_rate, read_tagged
 
 
 def test_learns_repeated_ones_far_above_the_majority_tag(tmp_path):

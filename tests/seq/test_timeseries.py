@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.sequence import SeqConfig
-from rnnlab.models.timeseries import Forecaster, demo, read_series
+from rnnlab.seq.sequence import SeqConfig
+from rnnlab.seq.timeseries import Forecaster, demo, read_series
 
 
 def test_beats_the_naive_last_value_forecast(tmp_path):

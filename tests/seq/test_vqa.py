@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.sequence import SeqConfig
-from rnnlab.models.vqa import VQA
+from rnnlab.seq.sequence import SeqConfig
+from rnnlab.seq.vqa import VQA
 from rnnlab.tasks.shape_questions import answer, form, majority_baselines, make_questions
 from rnnlab.tasks.shapes import COLOURS, RELATIONS, Scene, make_scenes
 

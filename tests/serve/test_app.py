@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 from rnnlab.serve.app import create_app
 
 from .conftest import serving

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 from rnnlab.serve.app import create_app
 
 from .conftest import serving

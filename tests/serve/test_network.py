@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 from rnnlab.serve.app import MAX_CONNECTIONS, MAX_HEADERS, create_app
 
 from .conftest import serving

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import rnnlab
 from rnnlab.config import build_configs
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.train.precision import Precision, check_precision, resolve_precision
 
 CPU = torch.device("cpu")

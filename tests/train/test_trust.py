@@ -183,7 +183,7 @@ def test_an_edited_checkpoint_is_refused_and_leaves_the_run_as_it_was(run: Path,
 def test_divergence_always_ends(tmp_path: Path, corpus_file: Path, cli, monkeypatch):
     """Every update writes NaN weights (a finite loss can still step into them): rollbacks are counted in
     total, so training stops with one error line and the last good checkpoint is kept for a resume."""
-    from rnnlab.train import trainer
+    from rnnlab.lm import train as trainer
 
     real_step = torch.optim.Adam.step
 
@@ -207,7 +207,7 @@ def test_divergence_always_ends(tmp_path: Path, corpus_file: Path, cli, monkeypa
 
 
 def test_a_rollback_does_not_rewind_the_time_budget(tmp_path: Path, corpus_file: Path, tiny: dict, monkeypatch):
-    from rnnlab.train import trainer
+    from rnnlab.lm import train as trainer
 
     calls = {"n": 0}
     finite = trainer._Loop._weights_finite
@@ -270,7 +270,7 @@ def test_temporaries_of_a_killed_process_are_removed_at_the_next_start(run: Path
 
 
 def test_another_process_filling_out_meanwhile_is_one_line(tmp_path: Path, corpus_file: Path, cli, monkeypatch):
-    from rnnlab.train import trainer
+    from rnnlab.lm import train as trainer
 
     out = tmp_path / "r"
     real = trainer.build_token_store

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 from rnnlab.nn import registry
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rnnlab.config import ModelConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.nn.recurrent import state_from_tensors, state_tensors
 
 SIGMOID_BAND = (0.05, 0.95)  # a sigmoid gate outside this band is saturated (its derivative is < 0.048)

@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnlab.data.prepare import TokenStore
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 
 _BASE = np.uint64(1_000_003)
 

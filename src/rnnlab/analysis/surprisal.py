@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 
 
 @dataclass

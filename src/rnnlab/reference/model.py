@@ -98,7 +98,7 @@ class CharRNN:
         return out
 
     def to_torch(self) -> dict[str, np.ndarray]:
-        """All weights under `rnnlab.models.language_model.RNNLM`'s state-dict names."""
+        """All weights under `rnnlab.lm.model.RNNLM`'s state-dict names."""
         weights = {TORCH_PREFIX + k: v for k, v in self.layer.to_torch().items()}
         return {**weights, "head.weight": self.head["W_hy"], "head.bias": self.head["b_y"]}
 

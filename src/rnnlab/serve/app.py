@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rnnlab.errors import RnnlabError
-from rnnlab.models.language_model import LanguageModel
+from rnnlab.lm.model import LanguageModel
 from rnnlab.nn import registry
 from rnnlab.rundir import CONFIG, TOKENIZER, WEIGHTS
 

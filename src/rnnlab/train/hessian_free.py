@@ -53,7 +53,7 @@ from rnnlab.nn.cells import step_loops
 from rnnlab.nn.recurrent import Recurrent, State, state_from_tensors, state_tensors
 
 if TYPE_CHECKING:
-    from rnnlab.models.language_model import RNNLM
+    from rnnlab.lm.model import RNNLM
 
 LOSSES = ("cross_entropy", "mse")
 Inputs = Tensor | tuple[Tensor, ...]  # batch-first: row i of every tensor belongs to example i

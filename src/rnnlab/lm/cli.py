@@ -1,0 +1,258 @@
+"""The language model's commands: train, sample, eval, info, compress, decompress, export.
+
+Each command parses its arguments and calls the Python API (rnnlab.lm); nothing more. They register on the
+root `rnnlab` app (rnnlab.cli.app), which mounts this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from rnnlab.cli.app import Opt, app
+from rnnlab.cli.options import PanelCommand, config_options
+from rnnlab.config import PRESETS, ModelConfig, TrainConfig
+from rnnlab.data.corpus import open_regular, resolve_inputs
+from rnnlab.errors import RnnlabError
+from rnnlab.lm.dynamic import DynamicConfig
+from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.ngram import NgramConfig
+from rnnlab.lm.train import train as run_training
+from rnnlab.rundir import check_output, write_output
+from rnnlab.ui import console
+
+
+@app.command(cls=PanelCommand)
+@config_options(ModelConfig, TrainConfig, presets=PRESETS)
+def train(
+    out: Annotated[Path | None, Opt(help="Run directory to create (default: runs/<time>).")] = None,
+    preset: Annotated[
+        Literal[tuple(PRESETS)] | None,  # type: ignore[valid-type]
+        Opt(help="Sizes for a 2-core CPU (tiny, small, medium) or a GPU (large); explicit flags override it."),
+    ] = None,
+    resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Train a language model on text files (or, with no INPUT, on Python's own standard library)."""
+    if out is None:
+        if resume:
+            raise RnnlabError("--resume needs --out DIR, the run to continue")
+        import time
+
+        out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    result = run_training(out=out, preset=preset, resume=resume, **options)
+    best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
+    console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    prime: Annotated[str, Opt(help="Text fed through the network before sampling.")] = "",
+    length: Annotated[int, Opt(help="Tokens to generate.")] = 500,
+    temperature: Annotated[float, Opt(help="Softmax temperature; lower is more conservative.")] = 1.0,
+    top_k: Annotated[int, Opt(help="Sample among the k most likely tokens (0: all).")] = 0,
+    top_p: Annotated[float, Opt(help="Sample within the smallest set of mass p (1: all).")] = 1.0,
+    greedy: Annotated[bool, Opt(help="Always take the most likely token.")] = False,
+    num_samples: Annotated[int, Opt(help="How many samples to draw.")] = 1,
+    stop: Annotated[
+        list[str] | None,
+        Opt(help=r"Stop when this text is generated (repeatable); \n, \t and \\ are newline, tab, backslash."),
+    ] = None,
+    seed: Annotated[int | None, Opt(help="Seed for reproducible samples, [0, 2**63); sample i uses seed + i.")] = None,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+) -> None:
+    """Generate text from a trained model; output streams to stdout as it is sampled."""
+    from rnnlab.lm.generate import decode_escapes
+
+    if num_samples < 1:
+        raise RnnlabError(f"--num-samples must be >= 1, got {num_samples}")
+    if seed is not None and not 0 <= seed <= 2**63 - num_samples:  # every sample's seed + i is a valid seed
+        within = f"[0, 2**63 - {num_samples}]" + (f" with --num-samples {num_samples}" if num_samples > 1 else "")
+        raise RnnlabError(f"--seed must be in {within} (sample i uses seed + i), got {seed}")
+    stop = [decode_escapes(s) for s in stop or []]
+    lm = LanguageModel.load(run_dir, device=device)
+    for i in range(num_samples):
+        pieces = lm.stream(  # checks the settings and the prime's characters before anything is printed
+            prime,
+            length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            stop=stop,
+            seed=None if seed is None else seed + i,
+        )
+        if i:
+            sys.stdout.write("\n---\n")
+        sys.stdout.write(prime)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs to score.")],
+    as_json: Annotated[bool, Opt("--json", help="Print the scores as JSON.")] = False,
+    device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
+    streams: Annotated[
+        int, Opt(help="1: exact, one stream. N > 1: N segments at once, each warmed up on the text before it (faster).")
+    ] = 1,
+    dynamic: Annotated[
+        bool, Opt(help="Dynamic evaluation: adapt to the text while scoring it (Krause et al.).")
+    ] = False,
+    dynamic_lr: Annotated[float, Opt(help="Dynamic evaluation step size.")] = DynamicConfig.lr,
+    dynamic_decay: Annotated[
+        float, Opt(help="Dynamic evaluation decay toward the trained weights.")
+    ] = DynamicConfig.decay,
+    dynamic_segment: Annotated[int, Opt(help="Dynamic evaluation segment length (tokens).")] = DynamicConfig.segment,
+    mix: Annotated[
+        bool, Opt(help="Mix the network with an n-gram model of the training split and the text already scored.")
+    ] = False,
+    mix_lr: Annotated[float, Opt(help="Step size of the online mixer.")] = NgramConfig.lr,
+    mix_discount: Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")] = NgramConfig.discount,
+) -> None:
+    """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state,
+    every token with its full history)."""
+    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment)
+    ngram = NgramConfig(lr=mix_lr, discount=mix_discount)
+    adapt.validate()  # even when unused: a bad value on the command line is a mistake worth reporting
+    ngram.validate()
+    lm = LanguageModel.load(run_dir, device=device)
+    files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
+    score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
+    if as_json:
+        print(json.dumps(score.to_dict(), allow_nan=False))
+        return
+    print(f"bits per char   {score.bits_per_char:.4f}")
+    print(f"nats per token  {score.nats_per_token:.4f}")
+    print(f"perplexity      {score.perplexity:.3f}")
+    print(f"tokens          {score.tokens}")
+    print(f"chars           {score.chars}")
+
+
+@app.command()
+def info(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Summarise a run: model, parameter count, data, and training history."""
+    from rnnlab.info import describe
+
+    print(describe(run_dir))
+
+
+_DETERMINISM = (
+    "Decompress with the same model on the same kind of CPU with the same rnnlab, PyTorch and NumPy versions: "
+    "the model runs on CPU, single-threaded, and both sides must compute bit-identical predictions "
+    "(a mismatch is detected by a checksum, never returned as wrong data)."
+)
+_SHOW_PROGRESS = 20_000  # tokens; shorter inputs finish in a few seconds
+
+
+def _read(path: Path) -> bytes:
+    """The whole input file (a regular file: a named pipe or device is refused, never waited on)."""
+    with open_regular(path) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise RnnlabError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar (on stderr) for long inputs; None, i.e. no bar, for short ones."""
+    if total < _SHOW_PROGRESS:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _summary(original: bytes, compressed: int, seconds: float) -> str:
+    chars = len(original.decode("utf-8", errors="replace"))
+    bits = 8 * compressed
+    bpc = f"{bits / chars:.4f} bits per char" if chars else "empty input"
+    rate = len(original) / 1024 / max(seconds, 1e-9)
+    return f"{len(original)} bytes <-> {compressed} bytes, {bpc} ({rate:.1f} KB/s)"
+
+
+@app.command(help=f"Compress INPUT into OUTPUT with the model in RUN_DIR (arithmetic coding). {_DETERMINISM}")
+def compress(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of the model.")],
+    input: Annotated[Path, typer.Argument(help="File to compress (any file for byte models, text for char models).")],
+    output: Annotated[Path, typer.Argument(help="Compressed file to write.")],
+    dynamic: Annotated[
+        bool,
+        Opt(help="Adapt the model to the text as it codes (dynamic evaluation); the settings go in the file."),
+    ] = False,
+    dynamic_lr: Annotated[float, Opt(help="Step size, as for `eval --dynamic`.")] = DynamicConfig.lr,
+    dynamic_decay: Annotated[float, Opt(help="Decay toward the trained weights.")] = DynamicConfig.decay,
+    dynamic_segment: Annotated[int, Opt(help="Segment length (tokens) between updates.")] = DynamicConfig.segment,
+) -> None:
+    from rnnlab.lm.compress import compress as compress_bytes
+    from rnnlab.lm.compress import tokenize
+
+    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
+    if adapt is not None:
+        adapt.validate()
+    data = _read(input)
+    check_output(output)
+    lm = LanguageModel.load(run_dir, device="cpu")
+    start = time.perf_counter()
+    with _progress("compressing", len(tokenize(lm, data))) as progress:
+        blob = compress_bytes(lm, data, progress, adapt)
+    write_output(output, blob)
+    console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
+
+
+@app.command(
+    help=f"Decompress INPUT (from `rnnlab compress`, static or --dynamic: the file says) into OUTPUT with the "
+    f"same model. {_DETERMINISM}"
+)
+def decompress(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of the model used to compress.")],
+    input: Annotated[Path, typer.Argument(help="Compressed file.")],
+    output: Annotated[Path, typer.Argument(help="File to write the original to.")],
+) -> None:
+    from rnnlab.lm.compress import check_model, read_header
+    from rnnlab.lm.compress import decompress as decompress_bytes
+
+    blob = _read(input)
+    header = read_header(blob)  # a damaged or foreign file fails before the model is loaded
+    check_output(output)
+    lm = LanguageModel.load(run_dir, device="cpu")
+    check_model(header, lm)
+    start = time.perf_counter()
+    with _progress("decompressing", header.tokens) as progress:
+        data = decompress_bytes(lm, blob, progress)
+    write_output(output, data)
+    console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    onnx: Annotated[Path | None, typer.Option(help="Write the per-step function to this .onnx file.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+) -> None:
+    """Export a trained model: one step (tokens (N, 1), state) -> (logits (N, V), new state)."""
+    if onnx is None:
+        raise RnnlabError("choose an export format: --onnx FILE")
+    from rnnlab.lm.export import export_onnx
+
+    console.print(f"wrote {export_onnx(run_dir, onnx, opset)}")

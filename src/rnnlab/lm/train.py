@@ -1,0 +1,440 @@
+"""Training a language model: truncated BPTT over N parallel streams with the hidden state carried across chunks.
+
+Read `train()` top to bottom: set up (or resume) the run directory, then run `_Loop`, the language model's
+hooks over the shared training loop (rnnlab.train.loop: step, clipping, schedule, divergence policy, progress,
+evaluation, checkpoints): the chunks of the streams and their carried state, random stream resets, epochs,
+validation, checkpoints on disk for exact resume, and DDP. The trainer does not know which cell it trains; it
+only sees `RNNLM`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnlab.config import (
+    ModelConfig,
+    TrainConfig,
+    build_configs,
+    model_config_from_dict,
+    train_config_from_dict,
+    with_options,
+)
+from rnnlab.data.prepare import TokenStore, build_token_store
+from rnnlab.data.stream import BatchStream
+from rnnlab.errors import RnnlabError
+from rnnlab.lm.model import RNNLM, resolve_device, total_nats
+from rnnlab.metrics import LN2
+from rnnlab.nn.recurrent import State, detach_state, reset_rows
+from rnnlab.rundir import (
+    CONFIG,
+    METRICS,
+    WEIGHTS,
+    RunLock,
+    atomic_save_tensors,
+    make_temp_dir,
+    read_config,
+    read_run,
+    remove_temporaries,
+    write_run_config,
+)
+from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
+from rnnlab.train.distributed import Distributed, SilentReporter, session
+from rnnlab.train.loop import MAX_ROLLBACKS, Diverged, Loop
+from rnnlab.train.optim import build_optimizer, initialise
+from rnnlab.train.precision import Precision, check_precision, compile_model
+from rnnlab.train.progress import Reporter
+from rnnlab.ui import notice
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run reports."""
+
+    run_dir: Path
+    steps: int
+    best_val_bpc: float | None  # None without validation
+    last_train_loss: float
+    elapsed: float
+    interrupted: bool
+
+
+@with_options
+def train(
+    inputs: list[str] | None = None,
+    *,
+    out: str | Path,
+    preset: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train a language model on `inputs` (files, directories, globs; none: the default corpus).
+
+    Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, ...`), the same
+    names as the CLI flags. With `resume=True` the run in `out` continues exactly where its last
+    checkpoint left off; model options must then match the run's. Under `torchrun` every process calls
+    this; rank 0 prepares the run directory while the others wait (see rnnlab.train.distributed).
+
+    Everything is checked before the first write: a failed call leaves `out` as it was. While training,
+    `out` is locked (`out/.lock`), so a second trainer on the same run stops with an error.
+    """
+    out = Path(out)
+    options = {k: v for k, v in options.items() if v is not None}
+    if inputs:
+        options["inputs"] = list(inputs)
+    lock: RunLock | None = None
+    try:
+        with session(options.get("device", "auto")) as dist:
+            if dist.is_main:
+                if "device" in options:
+                    resolve_device(options["device"])  # e.g. --device cuda without a GPU, before any write
+                if resume:
+                    read_run(out, "lm")  # a clear error when `out` is not a language-model run
+                    lock = RunLock(out).acquire()
+                    remove_temporaries(out)
+                    model_cfg, train_cfg = _resume_configs(out, preset, options)
+                    _check_resumable(out, model_cfg, train_cfg)
+                    _write_config(out, model_cfg, train_cfg)
+                else:
+                    model_cfg, train_cfg = build_configs(preset, **options)
+                    dist.rows(train_cfg.batch_size)  # indivisible N fails before anything is written
+                    _check_fits(model_cfg, vocab_size=1)
+                    lock = _create_run(out, model_cfg, train_cfg)
+            dist.barrier()
+            if not dist.is_main:
+                saved = read_config(out)
+                model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
+            try:
+                loop = _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist)
+            except BaseException:
+                if dist.is_main and not resume:  # the run made a moment ago has not trained: take it back
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            return loop.run()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> RunLock:
+    """Build the run directory in a temporary sibling folder, then rename it into place, so a failure
+    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory.
+    Returns the run's lock, taken on the temporary folder and carried along by the rename."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RnnlabError(f"{out} already exists; use --resume to continue it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
+    lock = RunLock(tmp).acquire()
+    try:
+        store = build_token_store(train_cfg, tmp)
+        model_cfg.vocab_size = store.tokenizer.vocab_size
+        _check_fits(model_cfg, model_cfg.vocab_size)
+        _check_precision(model_cfg, train_cfg)
+        torch.manual_seed(train_cfg.seed)
+        model = RNNLM(model_cfg)
+        _write_config(tmp, model_cfg, train_cfg)
+        initialise(model, train_cfg)
+        save_checkpoint(tmp, model, build_optimizer(model, train_cfg), Progress(), None)
+        try:
+            os.rename(tmp, out)  # atomic; fails if another process has filled `out` meanwhile
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise RnnlabError(f"{out} was created by another process while this run was being prepared") from None
+            raise
+        lock.moved_to(out)
+        return lock
+    except BaseException:
+        lock.release()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# Training options that may change on --resume; the others define the data, the batch layout, the
+# optimiser's state or the random streams, and a changed value would not continue the same run.
+RESUMABLE = {"max_steps", "max_time", "epochs", "eval_every", "eval_tokens", "checkpoint_every", "log_every",
+             "patience", "device", "precision", "compile", "lr", "warmup", "decay", "min_lr_ratio", "clip_norm",
+             "clip_value", "reset_prob"}  # fmt: skip
+
+
+def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """The run's saved configs with the allowed training options overridden; any other change is an error.
+    Nothing is written here."""
+    saved = read_run(out, "lm")
+    model_cfg = model_config_from_dict(saved.get("model"), f"{out / CONFIG}")
+    train_cfg = train_config_from_dict(saved.get("train"), f"{out / CONFIG}")
+    requested_model, requested_train = build_configs(preset, **options)
+    given = dict(_preset_values(preset), **options)
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in given and getattr(requested_model, f.name) != getattr(model_cfg, f.name):
+            raise RnnlabError(
+                f"--{f.name.replace('_', '-')} {getattr(requested_model, f.name)} differs from the run's "
+                f"{getattr(model_cfg, f.name)}; model arguments cannot change on --resume"
+            )
+    if "inputs" in options and options["inputs"] != train_cfg.inputs:
+        raise RnnlabError("inputs differ from the run's; --resume continues on the run's own token store")
+    changes = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in given or f.name == "inputs":
+            continue
+        new, old = getattr(requested_train, f.name), getattr(train_cfg, f.name)
+        if new == old:
+            continue
+        if f.name not in RESUMABLE:
+            raise RnnlabError(
+                f"--{f.name.replace('_', '-')} {new} differs from the run's {old}; it cannot change on --resume "
+                f"(it can: {', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))})"
+            )
+        changes[f.name] = new
+    train_cfg = dataclasses.replace(train_cfg, **changes)
+    train_cfg.validate()
+    return model_cfg, train_cfg
+
+
+def _check_resumable(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Load the run's token store and checkpoint into a throwaway model and optimiser, so that a run
+    that cannot continue fails before config.json is rewritten."""
+    store = TokenStore.open(out)
+    if store.tokenizer.vocab_size != model_cfg.vocab_size:
+        raise RnnlabError(
+            f"{out}/tokenizer.json has {store.tokenizer.vocab_size} tokens but the model was built for "
+            f"{model_cfg.vocab_size}"
+        )
+    BatchStream(store.train.tokens, train_cfg.batch_size, train_cfg.seq_len)
+    _check_fits(model_cfg, model_cfg.vocab_size)
+    model = RNNLM(model_cfg)
+    rng = torch.get_rng_state()
+    load_checkpoint(out, model, build_optimizer(model, train_cfg), torch.device("cpu"), train_cfg.batch_size)
+    torch.set_rng_state(rng)
+    _check_precision(model_cfg, train_cfg)
+
+
+def _check_fits(model_cfg: ModelConfig, vocab_size: int) -> None:
+    """Refuse a model whose parameters and training state (weights, gradients, two optimiser moments,
+    a checkpoint copy) cannot fit in this machine's memory, before allocating any of it."""
+    with torch.device("meta"):
+        count = RNNLM(dataclasses.replace(model_cfg, vocab_size=max(vocab_size, 1))).num_parameters()
+    need = count * 4 * 5
+    available = _available_memory()
+    if available is not None and need > available:
+        raise RnnlabError(
+            f"the model has {count:,} parameters; training it needs about {need / 2**30:,.1f} GiB of memory "
+            f"and {available / 2**30:,.1f} GiB are available (use a smaller --hidden, --layers or --embed)"
+        )
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_precision(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Run one tiny step of this model in the requested precision on the training device (see
+    precision.check_precision); Hessian-free always runs in fp32."""
+    if train_cfg.optimizer == "hf" or train_cfg.precision == "fp32":
+        return
+    device = resolve_device(train_cfg.device)
+    probe_cfg = dataclasses.replace(model_cfg, vocab_size=8)
+    check_precision(train_cfg.precision, device, RNNLM(probe_cfg).to(device), probe_cfg.vocab_size)
+
+
+def _preset_values(preset: str | None) -> dict[str, Any]:
+    from rnnlab.config import PRESETS
+
+    return dict(PRESETS.get(preset, {})) if preset else {}
+
+
+def _write_config(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    write_run_config(run_dir, "lm", dataclasses.asdict(model_cfg), {"train": dataclasses.asdict(train_cfg)})
+
+
+class _Loop(Loop):
+    """The language model's hooks over the training loop, for one session over a run directory (fresh or
+    resumed): chunks of the N parallel streams with the hidden state carried across them, random stream
+    resets, epochs, validation, checkpoints on disk for exact resume, and DDP under torchrun."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model_cfg: ModelConfig,
+        config: TrainConfig,
+        show_progress: bool,
+        dist: Distributed | None = None,
+    ) -> None:
+        self.run_dir, self.config, self.dist = run_dir, config, dist or Distributed()
+        self.device = self.dist.device(resolve_device(config.device))
+        self.store = TokenStore.open(run_dir)
+        rows = self.dist.rows(config.batch_size)  # this process's streams (all N when single-process)
+        self.stream = BatchStream(self.store.train.tokens, config.batch_size, config.seq_len, rows)
+        self.model = RNNLM(model_cfg).to(self.device)
+        self.optimizer = build_optimizer(self.model, config)
+        self.carried: State | None = None
+        self.state: State | None = None  # the chunk's final state, carried once its update succeeds
+        progress = self.load_checkpoint()
+        # What the training step calls: DDP around the model (gradient averaging), optionally compiled.
+        self.step_model = compile_model(self.dist.wrap(self.model, self.device), config.compile)
+        precision = Precision(config.precision, self.device)
+        if config.precision == "auto" and self.dist.is_main and config.optimizer != "hf":
+            notice(f"--precision auto: the training step runs in {precision.name} on {self.device.type}")
+        total_steps = self._step_budget()
+        reporter = Reporter(run_dir, config, total_steps, show_progress) if self.dist.is_main else SilentReporter()
+        super().__init__(
+            self.model,
+            self.optimizer,
+            config,
+            progress=progress,
+            total_steps=total_steps,
+            reporter=reporter,
+            dist=self.dist,
+            device=self.device,
+            precision=precision,
+            max_rollbacks=MAX_ROLLBACKS,  # this module's name, read now: a test can raise the limit
+        )
+        self.evaluates = self.store.val is not None
+
+    def _step_budget(self) -> int:
+        """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
+        budgets = []
+        if self.config.max_steps:
+            budgets.append(self.config.max_steps)
+        if self.config.epochs:
+            budgets.append(max(1, int(self.config.epochs * self.stream.chunks_per_epoch)))
+        return min(budgets) if budgets else 0
+
+    def run(self) -> TrainResult:  # type: ignore[override]
+        super().run()
+        p = self.progress
+        best = p.best_val / LN2 / self.store.val.chars_per_token if self.store.val is not None else None
+        if self.stop_requested:
+            notice(
+                f"interrupted at step {p.step}; checkpoint saved. "
+                f"Continue with: rnnlab train --out {self.run_dir} --resume"
+            )
+        return TrainResult(self.run_dir, p.step, best, self.last_loss, p.elapsed, self.stop_requested)
+
+    # ---- the hooks ----------------------------------------------------------------------------------
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next chunk (x, y) of this rank's streams; at an epoch boundary the streams start afresh."""
+        p = self.progress
+        if p.chunk >= self.stream.chunks_per_epoch:
+            p.epoch, p.chunk, self.carried = p.epoch + 1, 0, None
+        x, y = self.stream.batch(p.chunk)
+        if self.device.type == "cuda":  # pinned pages: the copy runs asynchronously with the GPU's work
+            x, y = x.pin_memory(), y.pin_memory()
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.carried = self._reset_streams(self.carried, step)
+        return x, y
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        _, self.state, loss = self.step_model(x, self.carried, y)
+        return loss
+
+    def update(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """--optimizer hf: one Hessian-free update from the chunk's incoming state (no learning rate, no
+        clipping); any other optimiser: the loop's first-order step."""
+        if self.config.optimizer != "hf":
+            return super().update(batch)
+        carried = detach_state(self.carried) if self.carried is not None else None  # HF: no learned init
+        loss_value, self.state = self.optimizer.step(*batch, carried)
+        if not math.isfinite(loss_value):
+            raise Diverged(loss_value)
+        return loss_value
+
+    def after_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: float) -> None:
+        """Carry the chunk's final state into the next chunk and advance the data cursor."""
+        p = self.progress
+        self.carried = detach_state(self.state)
+        ranks = 1 if self.config.optimizer == "hf" else self.dist.world  # HF steps each rank on its own rows
+        p.chunk, p.tokens = p.chunk + 1, p.tokens + batch[0].numel() * ranks
+
+    def evaluate(self) -> None:
+        p, val = self.progress, self.store.val
+        assert val is not None
+        tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
+        nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
+        val_loss = nats / max(count, 1)
+        improved = val_loss < p.best_val
+        if improved:
+            p.best_val, p.best_step, p.bad_evals = val_loss, p.step, 0
+            self._save_weights()
+        else:
+            p.bad_evals += 1
+        self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
+
+    def save_checkpoint(self) -> None:
+        """Every rank contributes its carried rows and RNG state; rank 0 writes; all wait until it has."""
+        carried, rng = self.dist.gather_state(self.carried), self.dist.rng_tensors(self.device)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.progress, carried, rng)
+        self.dist.barrier()
+
+    def load_checkpoint(self) -> Progress:
+        """Load the checkpoint; under torchrun keep this rank's rows of the carried state and its RNG."""
+        progress, carried = load_checkpoint(
+            self.run_dir, self.model, self.optimizer, self.device, self.config.batch_size
+        )
+        self.dist.restore_rng(self.run_dir, self.config.seed, progress.step, self.device)
+        self.carried = self.dist.slice_state(carried, self.config.batch_size)
+        return progress
+
+    def on_start(self) -> None:
+        """The run directory already holds the checkpoint to return to; drop metrics logged after it."""
+        self._truncate_metrics(self.progress.step)
+
+    def on_rollback(self) -> None:
+        self._truncate_metrics(self.progress.step)
+
+    def on_end(self) -> None:
+        """Without validation there is no best model: the final weights are the model."""
+        if self.store.val is None:
+            self._save_weights()
+
+    def divergence_hint(self) -> str:
+        return f"lower --lr or --clip-norm (the run can be resumed from step {self.progress.step} with other values)"
+
+    # ---- the language model's own parts -------------------------------------------------------------
+
+    def _reset_streams(self, carried: State | None, step: int) -> State | None:
+        """Start each stream afresh with probability --reset-prob before this step, so the model learns to
+        predict from the initial state (the learned one with --learn-init), not only deep inside a stream.
+        The choice depends only on (seed, step): a resumed run resets the same streams."""
+        if carried is None or not self.config.reset_prob:
+            return carried
+        generator = torch.Generator().manual_seed((self.config.seed * 1_000_003 + step) % 2**63)
+        keep = torch.rand(self.config.batch_size, generator=generator) >= self.config.reset_prob
+        keep = keep[self.dist.rows(self.config.batch_size)].to(self.device)
+        if bool(keep.all()):
+            return carried
+        return reset_rows(carried, keep, self.model.rnn.initial_state(int(keep.numel())))
+
+    def _save_weights(self) -> None:
+        if self.dist.is_main:
+            atomic_save_tensors(self.run_dir / WEIGHTS, self.model.state_dict())
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric rows logged after `step` (they are about to be recomputed after a resume)."""
+        path = self.run_dir / METRICS
+        if not self.dist.is_main or not path.exists():
+            return
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(row + "\n" for row in rows))

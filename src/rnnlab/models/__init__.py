@@ -1,1 +1,0 @@
-"""Models built from the recurrent stack: the language model (and, later, seq2seq, classifiers)."""

@@ -1,0 +1,399 @@
+"""`rnnlab classify|tag|seq2seq|timeseries|caption|vqa ...`: the sequence architectures (many-to-one,
+many-to-many, encoder-decoder, regression, image captioning, visual question answering), each trained on a
+built-in demo task or, where it makes sense, the user's file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnlab.cli.app import app
+from rnnlab.cli.options import max_time_option, old_spellings
+from rnnlab.errors import RnnlabError
+from rnnlab.seq.sequence import SeqConfig
+from rnnlab.ui import console
+
+Opt = typer.Option
+classify_app = typer.Typer(help="Many-to-one: classify whole sequences.", no_args_is_help=True)
+tag_app = typer.Typer(help="Many-to-many: one tag per token.", no_args_is_help=True)
+seq2seq_app = typer.Typer(help="Encoder-decoder and one-to-many generation.", no_args_is_help=True)
+timeseries_app = typer.Typer(help="Predict the next values of a numeric series.", no_args_is_help=True)
+app.add_typer(classify_app, name="classify")
+app.add_typer(tag_app, name="tag")
+app.add_typer(seq2seq_app, name="seq2seq")
+app.add_typer(timeseries_app, name="timeseries")
+
+Out = Annotated[Path, Opt(help="Run directory to write.")]
+Cell = Annotated[str, Opt(help="Recurrent cell (any of `rnnlab train --cell`).")]
+Hidden = Annotated[int, Opt(help="Hidden units H.")]
+Layers = Annotated[int, Opt(help="Recurrent layers L.")]
+Embed = Annotated[int, Opt(help="Embedding size D.")]
+Steps = Annotated[int, Opt("--max-steps", help="Training steps.")]
+Batch = Annotated[int, Opt(help="Batch size N.")]
+Lr = Annotated[float, Opt(help="Adam learning rate.")]
+Seed = Annotated[int, Opt(help="Random seed (data and weights).")]
+Examples = Annotated[int, Opt(help="Demo task: training examples to generate.")]
+old_steps = old_spellings(steps="--steps")  # the training commands' flag before --max-steps
+
+
+def _log(step: int, loss: float) -> None:
+    console.print(f"step {step:5d}  loss {loss:.4f}")
+
+
+def _split(items: list, fraction: float = 0.1) -> tuple[list, list]:
+    """User data: hold out the last `fraction` (at least one item) for the reported score."""
+    if len(items) < 10:
+        raise RnnlabError(f"need at least 10 examples to train and hold some out, got {len(items)}")
+    cut = len(items) - max(1, int(len(items) * fraction))
+    return items[:cut], items[cut:]
+
+
+@classify_app.command("train")
+@old_steps
+def classify_train(
+    out: Out,
+    data: Annotated[Path | None, Opt(help="CSV (text,label columns) or JSONL; default: the sentiment demo.")] = None,
+    examples: Examples = 4000,
+    cell: Cell = "gru",
+    hidden: Hidden = 64,
+    layers: Layers = 1,
+    embed: Embed = 32,
+    steps: Steps = 400,
+    batch_size: Batch = 32,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train a sequence classifier; prints held-out accuracy beside the majority-class rate."""
+    from rnnlab.seq.classify import Classifier, demo, read_labelled
+
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    train, test = _split(read_labelled(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
+    model = Classifier.train(train, config, log=_log)
+    model.save(out)
+    labels = [label for _, label in test]
+    chance = max(labels.count(label) for label in set(labels)) / len(labels)
+    console.print(f"held-out accuracy {model.accuracy(test):.3f} (majority class {chance:.3f}); saved in {out}")
+
+
+@classify_app.command("predict")
+def classify_predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab classify train`.")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+) -> None:
+    """Print the predicted label and its probability for each text."""
+    from rnnlab.seq.classify import Classifier
+
+    model = Classifier.load(run_dir)
+    for text, probs in zip(texts, model.probabilities(texts), strict=True):
+        best = int(probs.argmax())
+        print(f"{model.labels[best]}\t{float(probs[best]):.3f}\t{text}")
+
+
+@tag_app.command("train")
+@old_steps
+def tag_train(
+    out: Out,
+    data: Annotated[Path | None, Opt(help='JSONL {"tokens": [...], "tags": [...]}; default: repeated ones.')] = None,
+    examples: Examples = 4000,
+    cell: Cell = "gru",
+    hidden: Hidden = 32,
+    layers: Layers = 1,
+    embed: Embed = 8,
+    steps: Steps = 300,
+    batch_size: Batch = 32,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train a per-token tagger; prints held-out token accuracy beside the majority-tag rate."""
+    from rnnlab.seq.tagger import Tagger, demo, majority_rate, read_tagged
+
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    train, test = _split(read_tagged(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
+    model = Tagger.train(train, config, log=_log)
+    model.save(out)
+    console.print(
+        f"held-out token accuracy {model.accuracy(test):.3f} (majority tag {majority_rate(test):.3f}); saved in {out}"
+    )
+
+
+@tag_app.command("predict")
+def tag_predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab tag train`.")],
+    tokens: Annotated[list[str], typer.Argument(help="The tokens of one sequence.")],
+) -> None:
+    """Print each token with its tag."""
+    from rnnlab.seq.tagger import Tagger
+
+    for token, tag in zip(tokens, Tagger.load(run_dir).predict([tokens])[0], strict=True):
+        print(f"{token}\t{tag}")
+
+
+@seq2seq_app.command("train")
+@old_steps
+def seq2seq_train(
+    out: Out,
+    task: Annotated[str, Opt(help="reverse | sort | translit | multiples (one-to-many).")] = "reverse",
+    length: Annotated[int, Opt(help="reverse, sort: sequence length.")] = 10,
+    examples: Examples = 20000,
+    cell: Cell = "lstm",
+    hidden: Hidden = 128,
+    layers: Layers = 1,
+    embed: Embed = 32,
+    steps: Steps = 2000,
+    batch_size: Batch = 64,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+    max_time: Annotated[
+        float, max_time_option("Stop after this much training time, e.g. 90s, 20m (0: no limit).")
+    ] = 0.0,
+) -> None:
+    """Train an encoder-decoder on a built-in task; prints held-out exact match (greedy decoding)."""
+    from rnnlab.seq.seq2seq import Seq2Seq
+    from rnnlab.tasks import seq2seq_toys
+
+    if task not in seq2seq_toys.TASKS:
+        raise RnnlabError(f"unknown task {task!r}; choose one of: {', '.join(seq2seq_toys.TASKS)}")
+    if length < 1:
+        raise RnnlabError(f"--length must be >= 1, got {length}")
+    make = seq2seq_toys.TASKS[task]
+    sized = {"length": length} if task in ("reverse", "sort") else {}
+    train, test = make(examples, seed=seed, **sized), make(1000, seed=seed + 1, **sized)
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    model = Seq2Seq.train(train, config, one_to_many=task == "multiples", max_time=max_time, log=_log)
+    model.save(out, task)
+    console.print(f"held-out exact match {model.exact_match(test):.3f} (greedy); saved in {out}")
+
+
+@seq2seq_app.command("decode")
+def seq2seq_decode(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab seq2seq train`.")],
+    inputs: Annotated[list[str], typer.Argument(help='Sources: "3 1 4" (tokens) or "shapka" (characters).')],
+    beam: Annotated[int, Opt(help="Beam width (1: greedy).")] = 1,
+) -> None:
+    """Decode each source; prints the output and its log-probability."""
+    from rnnlab.seq.seq2seq import Seq2Seq
+
+    model = Seq2Seq.load(run_dir)
+    for text in inputs:
+        spaced = " " in text.strip()
+        source = text.split() if spaced else list(text)
+        tokens, logp = model.beam(source, beam) if beam > 1 else model.greedy([source])[0]
+        print(f"{(' ' if spaced else '').join(tokens)}\t{logp:.4f}")
+
+
+@timeseries_app.command("fit")
+@old_steps
+def timeseries_fit(
+    out: Out,
+    data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
+    column: Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")] = None,
+    holdout: Annotated[float, Opt(help="Fraction at the end held out for the reported errors.")] = 0.2,
+    window: Annotated[int, Opt(help="Training window length T.")] = 50,
+    horizon: Annotated[int, Opt(help="Also print this many forecast values past the end.")] = 0,
+    cell: Cell = "gru",
+    hidden: Hidden = 32,
+    layers: Layers = 1,
+    steps: Steps = 300,
+    batch_size: Batch = 32,
+    lr: Lr = 3e-3,
+    seed: Seed = 0,
+) -> None:
+    """Fit a next-value model; prints one-step-ahead RMSE/MAE beside the naive last-value forecast."""
+    from rnnlab.seq.timeseries import Forecaster, demo, read_series
+
+    if not 0 < holdout < 1:
+        raise RnnlabError(f"--holdout must be in (0, 1), got {holdout}")
+    series = read_series(data, column) if data else demo(seed=seed)
+    start = int(len(series) * (1 - holdout))
+    config = SeqConfig(cell, hidden, layers, 1, 0.0, steps, batch_size, lr, seed)
+    model = Forecaster.train(series[:start], config, window, log=_log)
+    model.save(out)
+    e = model.evaluate(series, start)
+    console.print(f"held-out {e.count} values   RMSE {e.model_rmse:.4f} (naive last value {e.naive_rmse:.4f})")
+    console.print(f"                     MAE  {e.model_mae:.4f} (naive last value {e.naive_mae:.4f})")
+    if horizon > 0:
+        print(" ".join(f"{v:.4f}" for v in model.forecast(series, horizon)))
+
+
+@timeseries_app.command("predict")
+def timeseries_predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab timeseries fit`.")],
+    data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
+    column: Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")] = None,
+    horizon: Annotated[int, Opt(help="How many values to forecast past the end of the series.")] = 10,
+) -> None:
+    """Print the next --horizon values after the series, each prediction fed back as the next input."""
+    from rnnlab.seq.timeseries import Forecaster, demo, read_series
+
+    if horizon < 1:
+        raise RnnlabError(f"--horizon must be >= 1, got {horizon}")
+    model = Forecaster.load(run_dir)
+    series = read_series(data, column) if data else demo()
+    if len(series) == 0:
+        raise RnnlabError(f"{data} has no values to continue")
+    print(" ".join(f"{v:.4f}" for v in model.forecast(series, horizon)))
+
+
+caption_app = typer.Typer(
+    help="Image captioning on coloured shapes (CNN encoder + recurrent decoder).", no_args_is_help=True
+)
+app.add_typer(caption_app, name="caption")
+
+
+@caption_app.command("train")
+@old_steps
+def caption_train(
+    out: Out,
+    coco: Annotated[Path | None, Opt(help="COCO-format caption JSON; default: the built-in shapes.")] = None,
+    images: Annotated[Path | None, Opt(help="--coco: folder of the image files (default: the JSON's).")] = None,
+    examples: Examples = 4000,
+    cell: Cell = "gru",
+    hidden: Hidden = 64,
+    layers: Layers = 1,
+    embed: Embed = 16,
+    steps: Steps = 3000,
+    batch_size: Batch = 32,
+    lr: Lr = 5e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train a captioner on the built-in shapes or COCO-format data; prints held-out BLEU-1..4 and
+    exact-caption accuracy (against every true caption of each image) and writes OUT/samples.png."""
+    from rnnlab.seq.caption import Captioner, render_grid
+
+    if coco is not None:
+        from rnnlab.seq.coco import read_coco
+
+        pictures, references = read_coco(coco, images)
+        train_ids, test_ids = _split(list(range(len(pictures))))
+        train_images, test_images = pictures[train_ids], pictures[test_ids]
+        train_refs, test_refs = [references[i] for i in train_ids], [references[i] for i in test_ids]
+    else:
+        from rnnlab.tasks.shapes import make_scenes
+
+        train_images, train_scenes = make_scenes(examples, seed)
+        test_images, test_scenes = make_scenes(500, seed + 1)
+        train_refs = [[s.caption()] for s in train_scenes]  # one drawn caption each, as a dataset would have
+        test_refs = [s.captions() for s in test_scenes]
+    captions = [c for refs in train_refs for c in refs]
+    image_of = [i for i, refs in enumerate(train_refs) for _ in refs]
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    model = Captioner.train_captions(train_images, captions, config, log=_log, image_of=image_of)
+    model.save(out, "coco" if coco is not None else "shapes")
+    scores, exact = model.evaluate(test_images, test_refs)
+    bleu = "  ".join(f"BLEU-{n} {s:.3f}" for n, s in enumerate(scores, 1))
+    console.print(f"held-out {bleu}  exact caption {exact:.3f} ({len(test_refs)} images)")
+    generated = [" ".join(words) for words in model.describe(test_images[:12])]
+    truths = [" ".join(refs[0]) for refs in test_refs[:12]]
+    png = render_grid(test_images[:12], generated, Path(out) / "samples.png", truths)
+    console.print(f"saved in {out}; sample captions in {png}")
+
+
+@caption_app.command("describe")
+def caption_describe(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab caption train`.")],
+    count: Annotated[int, Opt(help="How many new shape images to caption.")] = 8,
+    beam: Annotated[int, Opt(help="Beam width (1: greedy).")] = 1,
+    png: Annotated[Path | None, Opt(help="Also save the images with their captions here.")] = None,
+    seed: Seed = 12345,
+) -> None:
+    """Caption freshly generated shape images; prints generated and true captions."""
+    from rnnlab.seq.caption import Captioner, render_grid
+    from rnnlab.tasks.shapes import make_shapes
+
+    if count < 1:
+        raise RnnlabError(f"--count must be >= 1, got {count}")
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
+    model = Captioner.load(run_dir)
+    images, truths = make_shapes(count, seed)
+    generated = [" ".join(words) for words in model.describe(images, beam)]
+    for text, truth in zip(generated, truths, strict=True):
+        print(f"{text}\t(true: {' '.join(truth)})")
+    if png is not None:
+        render_grid(images, generated, png, [" ".join(t) for t in truths])
+
+
+vqa_app = typer.Typer(
+    help="Visual question answering on coloured shapes (CNN image vector + recurrent question reader).",
+    no_args_is_help=True,
+)
+app.add_typer(vqa_app, name="vqa")
+
+
+@vqa_app.command("train")
+@old_steps
+def vqa_train(
+    out: Out,
+    scenes: Annotated[int, Opt(help="Training images (scenes) to generate.")] = 4000,
+    questions: Annotated[int, Opt(help="Questions per training image.")] = 5,
+    cell: Cell = "gru",
+    hidden: Hidden = 64,
+    layers: Layers = 1,
+    embed: Embed = 16,
+    steps: Steps = 4000,
+    batch_size: Batch = 64,
+    lr: Lr = 5e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train on questions about the built-in shapes; prints held-out answer accuracy beside image-blind
+    baselines and writes OUT/samples.png."""
+    from rnnlab.seq.caption import render_grid
+    from rnnlab.seq.vqa import VQA
+    from rnnlab.tasks.shape_questions import majority_baselines, make_questions
+    from rnnlab.tasks.shapes import make_scenes
+
+    if questions < 1:
+        raise RnnlabError(f"--questions must be >= 1, got {questions}")
+    images, train_scenes = make_scenes(scenes, seed)
+    train = make_questions(train_scenes, questions, seed)
+    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    model = VQA.train(images, train, config, log=_log)
+    model.save(out)
+    test_images, test_scenes = make_scenes(500, seed + 1)
+    test = make_questions(test_scenes, 4, seed + 1)
+    majority, per_form = majority_baselines(train, test)
+    console.print(
+        f"held-out accuracy {model.accuracy(test_images, test):.3f} ({len(test)} questions about unseen images; "
+        f"majority answer {majority:.3f}, majority answer per question form {per_form:.3f})"
+    )
+    shown = test[::4][:12]
+    predicted = model.predict(test_images[[i for i, _, _ in shown]], [q for _, q, _ in shown])
+    png = render_grid(
+        test_images[[i for i, _, _ in shown]],
+        [f"{q} {p}" for (_, q, _), p in zip(shown, predicted, strict=True)],
+        Path(out) / "samples.png",
+        [a for _, _, a in shown],
+    )
+    console.print(f"saved in {out}; sample answers in {png}")
+
+
+@vqa_app.command("ask")
+def vqa_ask(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab vqa train`.")],
+    questions: Annotated[list[str], typer.Argument(help='Questions, e.g. "what colour is the circle?".')],
+    image: Annotated[Path | None, Opt(help="A 32x32 image file to ask about (default: a new shapes scene).")] = None,
+    png: Annotated[Path | None, Opt(help="Also save the image with the answers here.")] = None,
+    seed: Annotated[int, Opt(help="Which new shapes scene to ask about (without --image).")] = 12345,
+) -> None:
+    """Answer questions about one image; prints answer, probability, the true answer (for a generated scene
+    and a question in one of the built-in forms, else ?) and the question."""
+    from rnnlab.seq.caption import read_image, render_grid
+    from rnnlab.seq.vqa import VQA
+    from rnnlab.tasks.shape_questions import answer, form
+    from rnnlab.tasks.shapes import make_scenes
+
+    model = VQA.load(run_dir)
+    if image is not None:
+        pixels, scene = read_image(image), None
+    else:
+        scenes_images, scenes = make_scenes(1, seed)
+        pixels, scene = scenes_images[0], scenes[0]
+    probs = model.probabilities([pixels] * len(questions), questions)
+    replies = [model.answers[int(p.argmax())] for p in probs]
+    for question, p, reply in zip(questions, probs, replies, strict=True):
+        truth = answer(scene, question) if scene is not None and form(question) else "?"
+        print(f"{reply}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
+    if png is not None:
+        render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], png)
