@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--beam-examples", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = SeqConfig(args.cell, args.hidden, 1, 32, 0.0, args.steps, args.batch_size, args.lr, seed=0)
+    config = SeqConfig(
+        cell=args.cell, hidden=args.hidden, embed=32, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=0
+    )
     train, test = reverse(200_000, 10, seed=0), reverse(1000, 10, seed=1)
     start = time.perf_counter()
     model = Seq2Seq.train(train, config, max_time=args.max_time, log=lambda s, loss: print(f"step {s} loss {loss:.4f}"))

@@ -36,7 +36,7 @@ def main() -> None:
     train = make_questions(scenes, args.per_scene, seed=0)
     test_images, test_scenes = make_scenes(1000, seed=1)
     test = make_questions(test_scenes, 4, seed=1)
-    config = SeqConfig(args.cell, args.hidden, 1, 16, 0.0, args.steps, 64, 5e-3, seed=0)
+    config = SeqConfig(cell=args.cell, hidden=args.hidden, embed=16, steps=args.steps, batch_size=64, lr=5e-3, seed=0)
     start = time.perf_counter()
     model = VQA.train(images, train, config, log=lambda s, loss: print(f"step {s} loss {loss:.4f}", flush=True))
     seconds = time.perf_counter() - start

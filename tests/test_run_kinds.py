@@ -65,19 +65,19 @@ COMMANDS = {
         ("step.onnx",),
     ),
     "probe cells": Command(
-        lambda r, t: ["probe", "cells", r, t / "text.py", "--out", t / "cells.html", "--max-chars", "100"],
+        lambda r, t: ["probe", "cells", r, t / "text.py", "--report", t / "cells.html", "--max-chars", "100"],
         LANGUAGE_MODELS,
         lambda out, t: "<html" in (t / "cells.html").read_text().lower(),
         ("cells.html",),
     ),
     "probe surprisal": Command(
-        lambda r, t: ["probe", "surprisal", r, t / "text.py", "--out", t / "surprisal.html", "--max-chars", "100"],
+        lambda r, t: ["probe", "surprisal", r, t / "text.py", "--report", t / "surprisal.html", "--max-chars", "100"],
         LANGUAGE_MODELS,
         lambda out, t: "<html" in (t / "surprisal.html").read_text().lower(),
         ("surprisal.html",),
     ),
     "probe gradients": Command(
-        lambda r, t: ["probe", "gradients", r, "--out", t / "grads.png", "--steps", "5"],
+        lambda r, t: ["probe", "gradients", r, "--plot", t / "grads.png", "--steps", "5"],
         LANGUAGE_MODELS,
         lambda out, t: (t / "grads.png").stat().st_size > 0,
         ("grads.png",),
@@ -96,31 +96,31 @@ COMMANDS = {
     "tag predict": Command(
         lambda r, t: ["tag", "predict", r, "1", "0", "1"], ("tag",), lambda out, t: out.count("\t") == 3
     ),
-    "seq2seq decode": Command(
-        lambda r, t: ["seq2seq", "decode", r, "1 2 3"], ("seq2seq",), lambda out, t: out.count("\t") == 1
+    "seq2seq predict": Command(
+        lambda r, t: ["seq2seq", "predict", r, "1 2 3"], ("seq2seq",), lambda out, t: out.count("\t") == 1
     ),
     "timeseries predict": Command(
         lambda r, t: ["timeseries", "predict", r, "--horizon", "3"],
         ("timeseries",),
         lambda out, t: len(out.split()) == 3,
     ),
-    "caption describe": Command(
-        lambda r, t: ["caption", "describe", r, "--count", "2", "--png", t / "captions.png"],
+    "caption predict": Command(
+        lambda r, t: ["caption", "predict", r, "--count", "2", "--plot", t / "captions.png"],
         ("caption",),
         lambda out, t: out.count("(true: ") == 2 and (t / "captions.png").stat().st_size > 0,
         ("captions.png",),
     ),
-    "vqa ask": Command(
-        lambda r, t: ["vqa", "ask", r, "what colour is the circle?"], ("vqa",), lambda out, t: "(true: " in out
+    "vqa predict": Command(
+        lambda r, t: ["vqa", "predict", r, "what colour is the circle?"], ("vqa",), lambda out, t: "(true: " in out
     ),
     "esn predict": Command(
-        lambda r, t: ["esn", "predict", r, "-i", t / "series.csv", "--out", t / "predicted.csv"],
+        lambda r, t: ["esn", "predict", r, t / "series.csv", "--output", t / "predicted.csv"],
         ("esn",),
         lambda out, t: (t / "predicted.csv").read_text().splitlines()[0] == "x,y",
         ("predicted.csv",),
     ),
     "esn generate": Command(
-        lambda r, t: ["esn", "generate", r, "--steps", "3", "--out", t / "generated.csv"],
+        lambda r, t: ["esn", "generate", r, "--steps", "3", "--output", t / "generated.csv"],
         ("esn",),
         lambda out, t: len((t / "generated.csv").read_text().splitlines()) == 4,
         ("generated.csv",),
@@ -235,10 +235,10 @@ WRITERS = {  # each kind's command line, at a tiny size, without its --out
     "classify": "classify train --examples 40 --steps 1 --hidden 4",
     "tag": "tag train --examples 40 --steps 1 --hidden 4",
     "seq2seq": "seq2seq train --examples 40 --steps 1 --hidden 4 --length 3",
-    "timeseries": "timeseries fit --steps 1 --hidden 4 --window 5",
+    "timeseries": "timeseries train --max-steps 1 --hidden 4 --window 5",
     "caption": "caption train --examples 20 --steps 1 --hidden 4 --embed 4",
     "vqa": "vqa train --scenes 30 --questions 2 --steps 1 --hidden 4 --embed 4",
-    "esn": "esn fit -i {series} --hidden 10 --washout 5",
+    "esn": "esn train {series} --hidden 10 --washout 5",
 }
 
 

@@ -189,10 +189,10 @@ KINDS: dict[str, RunKind] = {
     "reference": RunKind("a language model trained by the NumPy reference", "rnnlab sample"),
     "classify": RunKind("a sequence classifier", "rnnlab classify predict"),
     "tag": RunKind("a sequence tagger", "rnnlab tag predict"),
-    "seq2seq": RunKind("an encoder-decoder", "rnnlab seq2seq decode"),
+    "seq2seq": RunKind("an encoder-decoder", "rnnlab seq2seq predict"),
     "timeseries": RunKind("a next-value forecaster", "rnnlab timeseries predict"),
-    "caption": RunKind("an image captioner", "rnnlab caption describe"),
-    "vqa": RunKind("a visual question answerer", "rnnlab vqa ask"),
+    "caption": RunKind("an image captioner", "rnnlab caption predict"),
+    "vqa": RunKind("a visual question answerer", "rnnlab vqa predict"),
     "esn": RunKind("an echo state network", "rnnlab esn predict"),
 }
 LANGUAGE_MODELS = ("lm", "reference")  # the kinds that sample, eval, compress, probe, export and serve load

@@ -130,7 +130,7 @@ def test_probe_commands_end_to_end(
 ) -> None:
     report, numbers = tmp_path / "cells.html", tmp_path / "cells.json"
     code, out, err = cli(
-        "probe", "cells", probe_run, text_file, "--out", report, "--json", numbers,
+        "probe", "cells", probe_run, text_file, "--report", report, "--json", numbers,
         "--feature", "returns=return", "--max-chars", "500",
     )  # fmt: skip
     assert code == 0, err
@@ -138,10 +138,12 @@ def test_probe_commands_end_to_end(
     assert "position_in_line" in page and 'id="data"' in page and "http" not in page.replace("http-equiv", "")
     data = json.loads(numbers.read_text())
     assert data["chars"] == 500 and abs(data["features"]["returns"][0]["r"]) > 0
-    code, _, err = cli("probe", "surprisal", probe_run, text_file, "--out", tmp_path / "s.html", "--max-chars", "200")
+    code, _, err = cli(
+        "probe", "surprisal", probe_run, text_file, "--report", tmp_path / "s.html", "--max-chars", "200"
+    )
     assert code == 0, err
     assert "bits" in (tmp_path / "s.html").read_text()
-    code, out, err = cli("probe", "gradients", probe_run, "--out", tmp_path / "g.png", "--untrained", "--steps", "30")
+    code, out, err = cli("probe", "gradients", probe_run, "--plot", tmp_path / "g.png", "--untrained", "--steps", "30")
     assert code == 0, err
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG" and "gru (untrained)" in out and "rho=2" in out
     code, out, err = cli("probe", "novelty", probe_run, "--samples", "1", "--length", "50", "--n", "3,5")

@@ -1,4 +1,4 @@
-"""`rnnlab esn fit / predict / generate` end to end, and their one-line errors (exit status 2)."""
+"""`rnnlab esn train / predict / generate` end to end, and their one-line errors (exit status 2)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def run_cli(args: list[str]) -> int:
     return 0
 
 
-def test_fit_predict_generate(series_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_predict_generate(series_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "esn"
-    assert run_cli(["esn", "fit", "--input", str(series_csv), "--columns", "a,b", "--out", str(out), *SMALL]) == 0
+    assert run_cli(["esn", "train", str(series_csv), "--columns", "a,b", "--out", str(out), *SMALL]) == 0
     text = capsys.readouterr().out
     score = float(text.split("NRMSE (120 rows): ")[1].split()[0])
     assert score < 0.01  # two sines, one step ahead
@@ -41,7 +41,7 @@ def test_fit_predict_generate(series_csv: Path, tmp_path: Path, capsys: pytest.C
     assert config["kind"] == "esn"
     assert config["data"]["columns"] == ["a", "b"]
 
-    assert run_cli(["esn", "predict", str(out), "--input", str(series_csv)]) == 0
+    assert run_cli(["esn", "predict", str(out), str(series_csv)]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "a,b"
@@ -75,7 +75,7 @@ def test_bad_input_is_one_line_error_and_exit_2(
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    assert run_cli(["esn", "fit", "--input", str(path), "--out", str(tmp_path / "o"), *SMALL, *extra]) == 2
+    assert run_cli(["esn", "train", str(path), "--out", str(tmp_path / "o"), *SMALL, *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert message in err

@@ -135,7 +135,7 @@ TRAINING_COMMANDS = [
     ["classify", "train"],
     ["tag", "train"],
     ["seq2seq", "train"],
-    ["timeseries", "fit"],
+    ["timeseries", "train"],
     ["caption", "train"],
     ["vqa", "train"],
     ["reference", "train"],

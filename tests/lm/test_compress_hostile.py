@@ -272,13 +272,13 @@ def test_outputs_have_the_umask_permissions(trained_run: Path, files: dict[str, 
 
 @pytest.mark.usefixtures("umask")
 def test_esn_predict_output(tmp_path: Path, cli) -> None:
-    """`esn predict --out`: an unwritable path fails before the work; the CSV gets the umask's permissions."""
+    """`esn predict --output`: an unwritable path fails before the work; the CSV gets the umask's permissions."""
     series = tmp_path / "series.csv"
     series.write_text("a\n" + "".join(f"{np.sin(0.2 * t):.6f}\n" for t in range(300)))
     run = tmp_path / "esn"
-    assert cli("esn", "fit", "--input", series, "--out", run, "--hidden", "20", "--washout", "10")[0] == 0
-    assert_one_error(cli("esn", "predict", run, "--input", series, "--out", tmp_path / "no" / "p.csv"), "folder")
-    assert_one_error(cli("esn", "generate", run, "--steps", "3", "--out", tmp_path), "it is a directory")
+    assert cli("esn", "train", series, "--out", run, "--hidden", "20", "--washout", "10")[0] == 0
+    assert_one_error(cli("esn", "predict", run, series, "--output", tmp_path / "no" / "p.csv"), "folder")
+    assert_one_error(cli("esn", "generate", run, "--steps", "3", "--output", tmp_path), "it is a directory")
     out = tmp_path / "p.csv"
-    assert cli("esn", "predict", run, "--input", series, "--out", out)[0] == 0
+    assert cli("esn", "predict", run, series, "--output", out)[0] == 0
     assert out.read_text().startswith("a\n") and out.stat().st_mode & 0o777 == 0o644

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rnnlab.config import ModelConfig
-from rnnlab.models.language_model import RNNLM
+from rnnlab.lm.model import RNNLM
 from rnnlab.nn import registry
 from rnnlab.nn.cells import NUMPY, make_cell
 from rnnlab.nn.recurrent import LockedDropout, Recurrent, state_tensors

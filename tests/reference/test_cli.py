@@ -64,5 +64,5 @@ def test_task_demos(tmp_path: Path, cli):
     assert "hell -> ello" in cli("task", "hello")[1]
     assert "hand-built   0 0 0 0 1 1 0 0 1" in cli("task", "repeated-ones")[1]
     assert "h_1 = [0.54 0.2  0.72]" in cli("task", "worked-example")[1]
-    code, table, _ = cli("task", "gradient-flow", "--out", tmp_path / "flow.png", "--steps", "20")
+    code, table, _ = cli("task", "gradient-flow", "--plot", tmp_path / "flow.png", "--steps", "20")
     assert code == 0 and "tanh" in table and (tmp_path / "flow.png").stat().st_size > 1000

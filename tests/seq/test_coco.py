@@ -1,5 +1,5 @@
 """COCO-format caption data: images resized to 32x32 RGB with all their captions, clear errors for bad
-files, and `rnnlab caption train --coco` end to end."""
+files, and `rnnlab caption train INPUT` end to end."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def test_bad_coco_files_are_clear_errors(tmp_path, content, message):
 
 def test_caption_train_on_coco(tmp_path, cli):
     write_coco(tmp_path)
-    args = ["caption", "train", "--out", tmp_path / "run", "--coco", tmp_path / "captions.json"]
+    args = ["caption", "train", tmp_path / "captions.json", "--out", tmp_path / "run"]
     code, _, err = cli(*args, "--steps", "30", "--hidden", "16")
     assert code == 0 and "BLEU-4" in err and (tmp_path / "run" / "samples.png").is_file()
-    code, _, err = cli("caption", "train", "--out", tmp_path / "r2", "--coco", tmp_path / "missing.json")
-    assert code == 2 and err.startswith("error: cannot read")
+    code, _, err = cli("caption", "train", "--coco", tmp_path / "missing.json", "--out", tmp_path / "r2")  # old flag
+    assert code == 2 and err.startswith("note: --coco is deprecated; use the argument INPUT\nerror: cannot read")

@@ -13,6 +13,7 @@ import torch
 import typer
 
 from rnnlab.cli.app import app
+from rnnlab.cli.options import old_spellings
 from rnnlab.data.corpus import read_text
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.model import LanguageModel
@@ -32,10 +33,11 @@ def _read_input(path: Path) -> str:
 
 
 @probe_app.command("cells")
+@old_spellings(report="--out")
 def cells(
     run_dir: RunDir,
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="Text to run the model over.")],
-    out: Annotated[Path, Opt(help="HTML report to write.")] = Path("report.html"),
+    report: Annotated[Path, Opt(help="HTML report to write.")] = Path("report.html"),
     json_out: Annotated[Path | None, Opt("--json", help="Also write the correlations as JSON.")] = None,
     feature: Annotated[list[str] | None, Opt(help="Extra feature NAME=REGEX: 1 inside matches (repeatable).")] = None,
     max_chars: Annotated[int, Opt(help="Probe at most this many characters.")] = 3000,
@@ -52,21 +54,22 @@ def cells(
     lm = LanguageModel.load(run_dir)
     recording = record(lm, _read_input(input_file), max_chars)
     ranking = rank_all(recording, compute_features(recording.text, extra), top)
-    out.write_text(cells_html(recording, ranking, title=f"Cells of {run_dir.name} on {input_file.name}"))
+    report.write_text(cells_html(recording, ranking, title=f"Cells of {run_dir.name} on {input_file.name}"))
     for name, scores in ranking.items():
         best = f"{scores[0].layer}[{scores[0].unit}] r={scores[0].r:+.3f}" if scores else "(constant)"
         print(f"{name:<18} {best}")
     if json_out is not None:
         data = {name: [vars(s) for s in scores] for name, scores in ranking.items()}
         json_out.write_text(json.dumps({"chars": len(recording.text), "features": data}, indent=2) + "\n")
-    print(f"report written to {out}")
+    print(f"report written to {report}")
 
 
 @probe_app.command("surprisal")
+@old_spellings(report="--out")
 def surprisal(
     run_dir: RunDir,
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="Text to score.")],
-    out: Annotated[Path, Opt(help="HTML report to write.")] = Path("surprisal.html"),
+    report: Annotated[Path, Opt(help="HTML report to write.")] = Path("surprisal.html"),
     max_chars: Annotated[int, Opt(help="Score at most this many characters.")] = 5000,
     top_k: Annotated[int, Opt(help="Predictions shown on hover.")] = 5,
 ) -> None:
@@ -77,14 +80,15 @@ def surprisal(
     if max_chars < 1 or top_k < 1:
         raise RnnlabError("--max-chars and --top-k must be >= 1")
     chars = compute(LanguageModel.load(run_dir), _read_input(input_file), top_k, max_chars)
-    out.write_text(surprisal_html(chars, title=f"Surprisal of {run_dir.name} on {input_file.name}"))
-    print(f"report written to {out}")
+    report.write_text(surprisal_html(chars, title=f"Surprisal of {run_dir.name} on {input_file.name}"))
+    print(f"report written to {report}")
 
 
 @probe_app.command("gradients")
+@old_spellings(plot="--out")
 def gradients(
     run_dir: RunDir,
-    out: Annotated[Path, Opt(help="PNG to write.")] = Path("grads.png"),
+    plot: Annotated[Path, Opt(help="PNG to write.")] = Path("grads.png"),
     untrained: Annotated[bool, Opt(help="Probe freshly initialised models of --cell (DIR's sizes) instead.")] = False,
     cell: Annotated[str, Opt(help="Cells for --untrained, comma-separated.")] = "rnn-tanh,lstm,gru",
     steps: Annotated[int, Opt(help="T: steps of training text to backpropagate through.")] = 100,
@@ -115,8 +119,8 @@ def gradients(
         models = {f"{lm.module.config.cell} (trained)": lm.module}
     probe = probe_gradients(models, tokens, rhos)
     print(gradient_table(probe))
-    gradients_png(probe, out)
-    print(f"plot written to {out}")
+    gradients_png(probe, plot)
+    print(f"plot written to {plot}")
 
 
 @probe_app.command("novelty")

@@ -13,6 +13,7 @@ import torch
 import typer
 
 from rnnlab.cli.app import app
+from rnnlab.cli.options import input_argument, old_spellings, old_verb
 from rnnlab.cli.tasks import task_app
 from rnnlab.errors import RnnlabError
 from rnnlab.esn.reservoir import ESNConfig
@@ -45,9 +46,12 @@ def _write_csv(columns: list[str], rows: torch.Tensor, out: Path | None) -> None
         write_output(out, text.encode("utf-8"))
 
 
-@esn_app.command("fit")
-def fit(
-    input: Annotated[Path, Opt("--input", "-i", help="CSV file with a header row; one row per time step.")],
+@esn_app.command("train")
+@old_verb(esn_app, "esn fit", "esn train")
+@old_spellings(input=("--input", "-i"))
+def train(
+    input: Annotated[Path, input_argument("CSV file with a header row; one row per time step.")],
+    *,
     out: Annotated[Path, Opt(help="Run directory to write (config.json, model.safetensors).")],
     columns: Annotated[str | None, Opt(help="Comma-separated column names to model (default: all).")] = None,
     test_fraction: Annotated[float, Opt(help="Fraction of rows held out at the end for the NRMSE.")] = 0.2,
@@ -90,33 +94,35 @@ def fit(
 
 
 @esn_app.command("predict")
+@old_spellings(input=("--input", "-i"), output="--out")
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory made by `rnnlab esn fit`.")],
-    input: Annotated[Path, Opt("--input", "-i", help="CSV with the same columns; each row is fed in turn.")],
-    out: Annotated[Path | None, Opt(help="Write the predictions here as CSV (default: stdout).")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="Run directory made by `rnnlab esn train`.")],
+    input: Annotated[Path, input_argument("CSV with the same columns; each row is fed in turn.")],
+    output: Annotated[Path | None, Opt(help="Write the predictions here as CSV (default: stdout).")] = None,
     device: Annotated[str, Opt(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Predict the next row after each row of a CSV series (one step ahead); print NRMSE against the truth."""
     from rnnlab.esn.reservoir import load_series, predict_series, read_series_csv
 
-    if out is not None:
-        check_output(out)  # an unwritable --out fails before the work
+    if output is not None:
+        check_output(output)  # an unwritable --output fails before the work
     columns = load_series(run_dir)[1]["columns"]
     series, _ = read_series_csv(input, columns)
     predictions, score = predict_series(run_dir, series, device)
-    _write_csv(columns, predictions, out)
+    _write_csv(columns, predictions, output)
     if score is not None:
         print(f"one-step NRMSE: {score:.5f}", file=sys.stderr)
 
 
 @esn_app.command("generate")
+@old_spellings(output="--out")
 def generate(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory made by `rnnlab esn fit`.")],
+    run_dir: Annotated[Path, typer.Argument(help="Run directory made by `rnnlab esn train`.")],
     steps: Annotated[int, Opt(help="Rows to generate, each fed back as the next input.")] = 100,
     prime: Annotated[
         Path | None, Opt(help="CSV whose rows are fed in first (default: the end of the training series).")
     ] = None,
-    out: Annotated[Path | None, Opt(help="Write the generated rows here as CSV (default: stdout).")] = None,
+    output: Annotated[Path | None, Opt(help="Write the generated rows here as CSV (default: stdout).")] = None,
     device: Annotated[str, Opt(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Run the model freely on its own outputs for --steps rows, continuing the series (closed loop)."""
@@ -124,11 +130,11 @@ def generate(
 
     if steps < 0:
         raise RnnlabError(f"--steps must be >= 0, got {steps}")
-    if out is not None:
-        check_output(out)
+    if output is not None:
+        check_output(output)
     columns = load_series(run_dir)[1]["columns"]
     start = None if prime is None else read_series_csv(prime, columns)[0]
-    _write_csv(columns, generate_series(run_dir, steps, start, device), out)
+    _write_csv(columns, generate_series(run_dir, steps, start, device), output)
 
 
 @task_app.command("sine-frequency")

@@ -617,7 +617,7 @@ def load_series(run_dir: str | Path, device: str = "cpu") -> tuple[EchoStateNetw
     data = read_run(Path(run_dir), "esn").get("data")
     prime = load_tensors(Path(run_dir) / WEIGHTS).get("data.prime")
     if not isinstance(data, dict) or prime is None or "columns" not in data:
-        raise RnnlabError(f"{run_dir} holds an ESN but not a time-series model (made by `rnnlab esn fit`)")
+        raise RnnlabError(f"{run_dir} holds an ESN but not a time-series model (made by `rnnlab esn train`)")
     return esn, data, prime
 
 

@@ -170,8 +170,9 @@ def hello_task(seed: Annotated[int, Opt()] = 0) -> None:
 
 
 @task_app.command("gradient-flow")
+@old_spellings(plot="--out")
 def gradient_flow_task(
-    out: Annotated[Path | None, Opt(help="Save the plot as this PNG.")] = None,
+    plot: Annotated[Path | None, Opt(help="Save the plot as this PNG.")] = None,
     steps: Annotated[int, Opt(help="Steps to back-propagate through.")] = 60,
 ) -> None:
     """‖∂L/∂h_{T−k}‖ for linear, ReLU and tanh recurrences as the singular values ρ of W_hh vary."""
@@ -181,6 +182,6 @@ def gradient_flow_task(
         raise RnnlabError(f"--steps must be >= 1, got {steps}")
     rhos = (0.5, 0.9, 1.0, 1.1, 1.5, 2.0)
     print(gradient_flow_table(rhos, T=steps, steps=tuple(sorted({min(10, steps), steps // 2 or 1, steps}))))
-    if out is not None:
-        plot_gradient_flow(str(out), rhos, T=steps)
-        print(f"plot saved to {out}")
+    if plot is not None:
+        plot_gradient_flow(str(plot), rhos, T=steps)
+        print(f"plot saved to {plot}")

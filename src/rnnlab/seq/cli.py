@@ -4,13 +4,14 @@ built-in demo task or, where it makes sense, the user's file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from rnnlab.cli.app import app
-from rnnlab.cli.options import max_time_option, old_spellings
+from rnnlab.cli.options import PanelCommand, config_options, input_argument, max_time_option, old_spellings, old_verb
 from rnnlab.errors import RnnlabError
 from rnnlab.seq.sequence import SeqConfig
 from rnnlab.ui import console
@@ -26,16 +27,25 @@ app.add_typer(seq2seq_app, name="seq2seq")
 app.add_typer(timeseries_app, name="timeseries")
 
 Out = Annotated[Path, Opt(help="Run directory to write.")]
-Cell = Annotated[str, Opt(help="Recurrent cell (any of `rnnlab train --cell`).")]
-Hidden = Annotated[int, Opt(help="Hidden units H.")]
-Layers = Annotated[int, Opt(help="Recurrent layers L.")]
-Embed = Annotated[int, Opt(help="Embedding size D.")]
-Steps = Annotated[int, Opt("--max-steps", help="Training steps.")]
-Batch = Annotated[int, Opt(help="Batch size N.")]
-Lr = Annotated[float, Opt(help="Adam learning rate.")]
-Seed = Annotated[int, Opt(help="Random seed (data and weights).")]
 Examples = Annotated[int, Opt(help="Demo task: training examples to generate.")]
-old_steps = old_spellings(steps="--steps")  # the training commands' flag before --max-steps
+Beam = Annotated[int, Opt(help="Beam width (1: greedy).")]
+Column = Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")]
+SERIES_HELP = "CSV with a numeric column; default: the demo series."
+R = TypeVar("R")
+
+
+def _shared(
+    old: dict[str, str] | None = None, exclude: tuple[str, ...] = (), **defaults: Any
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Decorator for a training command: the options every sequence model shares (SeqConfig's fields, with this
+    command's `defaults` shown in its help; the command builds `SeqConfig(**options)`), and `--steps` and the
+    `old` flags (parameter -> old flag) kept as hidden deprecated spellings."""
+
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
+        configured = config_options(SeqConfig, presets={}, defaults=defaults, exclude=exclude)(command)
+        return old_spellings(steps="--steps", **(old or {}))(configured)
+
+    return decorate
 
 
 def _log(step: int, loss: float) -> None:
@@ -50,25 +60,22 @@ def _split(items: list, fraction: float = 0.1) -> tuple[list, list]:
     return items[:cut], items[cut:]
 
 
-@classify_app.command("train")
-@old_steps
+@classify_app.command("train", cls=PanelCommand)
+@_shared({"data": "--data"}, hidden=64, embed=32, steps=400)
 def classify_train(
+    data: Annotated[
+        Path | None, input_argument("CSV (text,label columns) or JSONL; default: the sentiment demo.")
+    ] = None,
+    *,
     out: Out,
-    data: Annotated[Path | None, Opt(help="CSV (text,label columns) or JSONL; default: the sentiment demo.")] = None,
     examples: Examples = 4000,
-    cell: Cell = "gru",
-    hidden: Hidden = 64,
-    layers: Layers = 1,
-    embed: Embed = 32,
-    steps: Steps = 400,
-    batch_size: Batch = 32,
-    lr: Lr = 3e-3,
-    seed: Seed = 0,
+    options: dict[str, Any],
 ) -> None:
     """Train a sequence classifier; prints held-out accuracy beside the majority-class rate."""
     from rnnlab.seq.classify import Classifier, demo, read_labelled
 
-    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    config = SeqConfig(**options)
+    seed = config.seed
     train, test = _split(read_labelled(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
     model = Classifier.train(train, config, log=_log)
     model.save(out)
@@ -91,25 +98,22 @@ def classify_predict(
         print(f"{model.labels[best]}\t{float(probs[best]):.3f}\t{text}")
 
 
-@tag_app.command("train")
-@old_steps
+@tag_app.command("train", cls=PanelCommand)
+@_shared({"data": "--data"}, hidden=32, embed=8, steps=300)
 def tag_train(
+    data: Annotated[
+        Path | None, input_argument('JSONL {"tokens": [...], "tags": [...]}; default: repeated ones.')
+    ] = None,
+    *,
     out: Out,
-    data: Annotated[Path | None, Opt(help='JSONL {"tokens": [...], "tags": [...]}; default: repeated ones.')] = None,
     examples: Examples = 4000,
-    cell: Cell = "gru",
-    hidden: Hidden = 32,
-    layers: Layers = 1,
-    embed: Embed = 8,
-    steps: Steps = 300,
-    batch_size: Batch = 32,
-    lr: Lr = 3e-3,
-    seed: Seed = 0,
+    options: dict[str, Any],
 ) -> None:
     """Train a per-token tagger; prints held-out token accuracy beside the majority-tag rate."""
     from rnnlab.seq.tagger import Tagger, demo, majority_rate, read_tagged
 
-    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
+    config = SeqConfig(**options)
+    seed = config.seed
     train, test = _split(read_tagged(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
     model = Tagger.train(train, config, log=_log)
     model.save(out)
@@ -130,24 +134,18 @@ def tag_predict(
         print(f"{token}\t{tag}")
 
 
-@seq2seq_app.command("train")
-@old_steps
+@seq2seq_app.command("train", cls=PanelCommand)
+@_shared(cell="lstm", hidden=128, embed=32, steps=2000, batch_size=64)
 def seq2seq_train(
+    *,
     out: Out,
     task: Annotated[str, Opt(help="reverse | sort | translit | multiples (one-to-many).")] = "reverse",
     length: Annotated[int, Opt(help="reverse, sort: sequence length.")] = 10,
     examples: Examples = 20000,
-    cell: Cell = "lstm",
-    hidden: Hidden = 128,
-    layers: Layers = 1,
-    embed: Embed = 32,
-    steps: Steps = 2000,
-    batch_size: Batch = 64,
-    lr: Lr = 3e-3,
-    seed: Seed = 0,
     max_time: Annotated[
         float, max_time_option("Stop after this much training time, e.g. 90s, 20m (0: no limit).")
     ] = 0.0,
+    options: dict[str, Any],
 ) -> None:
     """Train an encoder-decoder on a built-in task; prints held-out exact match (greedy decoding)."""
     from rnnlab.seq.seq2seq import Seq2Seq
@@ -158,19 +156,21 @@ def seq2seq_train(
     if length < 1:
         raise RnnlabError(f"--length must be >= 1, got {length}")
     make = seq2seq_toys.TASKS[task]
+    config = SeqConfig(**options)
+    seed = config.seed
     sized = {"length": length} if task in ("reverse", "sort") else {}
     train, test = make(examples, seed=seed, **sized), make(1000, seed=seed + 1, **sized)
-    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
     model = Seq2Seq.train(train, config, one_to_many=task == "multiples", max_time=max_time, log=_log)
     model.save(out, task)
     console.print(f"held-out exact match {model.exact_match(test):.3f} (greedy); saved in {out}")
 
 
-@seq2seq_app.command("decode")
-def seq2seq_decode(
+@seq2seq_app.command("predict")
+@old_verb(seq2seq_app, "seq2seq decode", "seq2seq predict")
+def seq2seq_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab seq2seq train`.")],
     inputs: Annotated[list[str], typer.Argument(help='Sources: "3 1 4" (tokens) or "shapka" (characters).')],
-    beam: Annotated[int, Opt(help="Beam width (1: greedy).")] = 1,
+    beam: Beam = 1,
 ) -> None:
     """Decode each source; prints the output and its log-probability."""
     from rnnlab.seq.seq2seq import Seq2Seq
@@ -183,31 +183,27 @@ def seq2seq_decode(
         print(f"{(' ' if spaced else '').join(tokens)}\t{logp:.4f}")
 
 
-@timeseries_app.command("fit")
-@old_steps
-def timeseries_fit(
+@timeseries_app.command("train", cls=PanelCommand)
+@old_verb(timeseries_app, "timeseries fit", "timeseries train", cls=PanelCommand)
+@_shared({"data": "--data"}, exclude=("embed",), hidden=32, steps=300)
+def timeseries_train(
+    data: Annotated[Path | None, input_argument(SERIES_HELP)] = None,
+    *,
     out: Out,
-    data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
-    column: Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")] = None,
+    column: Column = None,
     holdout: Annotated[float, Opt(help="Fraction at the end held out for the reported errors.")] = 0.2,
     window: Annotated[int, Opt(help="Training window length T.")] = 50,
     horizon: Annotated[int, Opt(help="Also print this many forecast values past the end.")] = 0,
-    cell: Cell = "gru",
-    hidden: Hidden = 32,
-    layers: Layers = 1,
-    steps: Steps = 300,
-    batch_size: Batch = 32,
-    lr: Lr = 3e-3,
-    seed: Seed = 0,
+    options: dict[str, Any],
 ) -> None:
     """Fit a next-value model; prints one-step-ahead RMSE/MAE beside the naive last-value forecast."""
     from rnnlab.seq.timeseries import Forecaster, demo, read_series
 
     if not 0 < holdout < 1:
         raise RnnlabError(f"--holdout must be in (0, 1), got {holdout}")
-    series = read_series(data, column) if data else demo(seed=seed)
+    config = SeqConfig(**options, embed=1)  # one value per step
+    series = read_series(data, column) if data else demo(seed=config.seed)
     start = int(len(series) * (1 - holdout))
-    config = SeqConfig(cell, hidden, layers, 1, 0.0, steps, batch_size, lr, seed)
     model = Forecaster.train(series[:start], config, window, log=_log)
     model.save(out)
     e = model.evaluate(series, start)
@@ -218,10 +214,11 @@ def timeseries_fit(
 
 
 @timeseries_app.command("predict")
+@old_spellings(data="--data")
 def timeseries_predict(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab timeseries fit`.")],
-    data: Annotated[Path | None, Opt(help="CSV with a numeric column; default: the demo series.")] = None,
-    column: Annotated[str | None, Opt(help="Column name or 0-based index (default: the last).")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab timeseries train`.")],
+    data: Annotated[Path | None, input_argument(SERIES_HELP)] = None,
+    column: Column = None,
     horizon: Annotated[int, Opt(help="How many values to forecast past the end of the series.")] = 10,
 ) -> None:
     """Print the next --horizon values after the series, each prediction fed back as the next input."""
@@ -242,26 +239,22 @@ caption_app = typer.Typer(
 app.add_typer(caption_app, name="caption")
 
 
-@caption_app.command("train")
-@old_steps
+@caption_app.command("train", cls=PanelCommand)
+@_shared({"coco": "--coco"}, hidden=64, embed=16, steps=3000, lr=5e-3)
 def caption_train(
+    coco: Annotated[Path | None, input_argument("COCO-format caption JSON; default: the built-in shapes.")] = None,
+    *,
     out: Out,
-    coco: Annotated[Path | None, Opt(help="COCO-format caption JSON; default: the built-in shapes.")] = None,
-    images: Annotated[Path | None, Opt(help="--coco: folder of the image files (default: the JSON's).")] = None,
+    images: Annotated[Path | None, Opt(help="With INPUT: folder of the image files (default: the JSON's).")] = None,
     examples: Examples = 4000,
-    cell: Cell = "gru",
-    hidden: Hidden = 64,
-    layers: Layers = 1,
-    embed: Embed = 16,
-    steps: Steps = 3000,
-    batch_size: Batch = 32,
-    lr: Lr = 5e-3,
-    seed: Seed = 0,
+    options: dict[str, Any],
 ) -> None:
     """Train a captioner on the built-in shapes or COCO-format data; prints held-out BLEU-1..4 and
     exact-caption accuracy (against every true caption of each image) and writes OUT/samples.png."""
     from rnnlab.seq.caption import Captioner, render_grid
 
+    config = SeqConfig(**options)
+    seed = config.seed
     if coco is not None:
         from rnnlab.seq.coco import read_coco
 
@@ -278,7 +271,6 @@ def caption_train(
         test_refs = [s.captions() for s in test_scenes]
     captions = [c for refs in train_refs for c in refs]
     image_of = [i for i, refs in enumerate(train_refs) for _ in refs]
-    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
     model = Captioner.train_captions(train_images, captions, config, log=_log, image_of=image_of)
     model.save(out, "coco" if coco is not None else "shapes")
     scores, exact = model.evaluate(test_images, test_refs)
@@ -290,13 +282,15 @@ def caption_train(
     console.print(f"saved in {out}; sample captions in {png}")
 
 
-@caption_app.command("describe")
-def caption_describe(
+@caption_app.command("predict")
+@old_verb(caption_app, "caption describe", "caption predict")
+@old_spellings(plot="--png")
+def caption_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab caption train`.")],
     count: Annotated[int, Opt(help="How many new shape images to caption.")] = 8,
-    beam: Annotated[int, Opt(help="Beam width (1: greedy).")] = 1,
-    png: Annotated[Path | None, Opt(help="Also save the images with their captions here.")] = None,
-    seed: Seed = 12345,
+    beam: Beam = 1,
+    plot: Annotated[Path | None, Opt(help="Also save the images with their captions as this PNG.")] = None,
+    seed: Annotated[int, Opt(help="Which new shape images to caption.")] = 12345,
 ) -> None:
     """Caption freshly generated shape images; prints generated and true captions."""
     from rnnlab.seq.caption import Captioner, render_grid
@@ -311,8 +305,8 @@ def caption_describe(
     generated = [" ".join(words) for words in model.describe(images, beam)]
     for text, truth in zip(generated, truths, strict=True):
         print(f"{text}\t(true: {' '.join(truth)})")
-    if png is not None:
-        render_grid(images, generated, png, [" ".join(t) for t in truths])
+    if plot is not None:
+        render_grid(images, generated, plot, [" ".join(t) for t in truths])
 
 
 vqa_app = typer.Typer(
@@ -322,20 +316,14 @@ vqa_app = typer.Typer(
 app.add_typer(vqa_app, name="vqa")
 
 
-@vqa_app.command("train")
-@old_steps
+@vqa_app.command("train", cls=PanelCommand)
+@_shared(hidden=64, embed=16, steps=4000, batch_size=64, lr=5e-3)
 def vqa_train(
+    *,
     out: Out,
     scenes: Annotated[int, Opt(help="Training images (scenes) to generate.")] = 4000,
     questions: Annotated[int, Opt(help="Questions per training image.")] = 5,
-    cell: Cell = "gru",
-    hidden: Hidden = 64,
-    layers: Layers = 1,
-    embed: Embed = 16,
-    steps: Steps = 4000,
-    batch_size: Batch = 64,
-    lr: Lr = 5e-3,
-    seed: Seed = 0,
+    options: dict[str, Any],
 ) -> None:
     """Train on questions about the built-in shapes; prints held-out answer accuracy beside image-blind
     baselines and writes OUT/samples.png."""
@@ -346,9 +334,10 @@ def vqa_train(
 
     if questions < 1:
         raise RnnlabError(f"--questions must be >= 1, got {questions}")
+    config = SeqConfig(**options)
+    seed = config.seed
     images, train_scenes = make_scenes(scenes, seed)
     train = make_questions(train_scenes, questions, seed)
-    config = SeqConfig(cell, hidden, layers, embed, 0.0, steps, batch_size, lr, seed)
     model = VQA.train(images, train, config, log=_log)
     model.save(out)
     test_images, test_scenes = make_scenes(500, seed + 1)
@@ -369,12 +358,14 @@ def vqa_train(
     console.print(f"saved in {out}; sample answers in {png}")
 
 
-@vqa_app.command("ask")
-def vqa_ask(
+@vqa_app.command("predict")
+@old_verb(vqa_app, "vqa ask", "vqa predict")
+@old_spellings(plot="--png")
+def vqa_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab vqa train`.")],
     questions: Annotated[list[str], typer.Argument(help='Questions, e.g. "what colour is the circle?".')],
     image: Annotated[Path | None, Opt(help="A 32x32 image file to ask about (default: a new shapes scene).")] = None,
-    png: Annotated[Path | None, Opt(help="Also save the image with the answers here.")] = None,
+    plot: Annotated[Path | None, Opt(help="Also save the image with the answers as this PNG.")] = None,
     seed: Annotated[int, Opt(help="Which new shapes scene to ask about (without --image).")] = 12345,
 ) -> None:
     """Answer questions about one image; prints answer, probability, the true answer (for a generated scene
@@ -395,5 +386,5 @@ def vqa_ask(
     for question, p, reply in zip(questions, probs, replies, strict=True):
         truth = answer(scene, question) if scene is not None and form(question) else "?"
         print(f"{reply}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
-    if png is not None:
-        render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], png)
+    if plot is not None:
+        render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], plot)

@@ -1,4 +1,4 @@
-"""Image-caption data in the COCO captions format, for `rnnlab caption train --coco`:
+"""Image-caption data in the COCO captions format, for `rnnlab caption train INPUT`:
 
     {"images": [{"id": 1, "file_name": "a.jpg"}, ...],
      "annotations": [{"image_id": 1, "caption": "A man riding a horse."}, ...]}

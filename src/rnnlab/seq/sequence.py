@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import rundir
-from rnnlab.config import TrainConfig
+from rnnlab.config import TrainConfig, opt
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import registry
 from rnnlab.nn.recurrent import Recurrent, State
@@ -37,15 +37,15 @@ LOG_EVERY = 100  # training steps between log lines, and between the copies a di
 class SeqConfig:
     """The recurrent part of every sequence model: cell, sizes and training budget."""
 
-    cell: str = "gru"
-    hidden: int = 64  # H
-    layers: int = 1  # L
-    embed: int = 32  # D
-    dropout: float = 0.0
-    steps: int = 500
-    batch_size: int = 32  # N
-    lr: float = 3e-3
-    seed: int = 0
+    cell: str = opt("gru", "Recurrent cell (any of `rnnlab train --cell`).", "Model", choices=registry.names)
+    hidden: int = opt(64, "Hidden units H.", "Model")
+    layers: int = opt(1, "Recurrent layers L.", "Model")
+    embed: int = opt(32, "Embedding size D.", "Model")
+    dropout: float = opt(0.0, "Dropout between layers.", "Model", flag=None)  # not offered on the command line
+    steps: int = opt(500, "Training steps.", "Budget", flag="--max-steps")
+    batch_size: int = opt(32, "Batch size N.", "Optimisation")
+    lr: float = opt(3e-3, "Adam learning rate.", "Optimisation")
+    seed: int = opt(0, "Random seed (data and weights).", "Optimisation")
 
     def validate(self) -> None:
         """Raise RnnlabError for impossible values."""
