@@ -28,7 +28,7 @@ from rnnlab.nn import registry
 from rnnlab.nn.cells import make_cell
 from rnnlab.nn.recurrent import Recurrent
 
-FUSED = [s.name for s in registry.cells() if s.torch_module]  # cells that `Recurrent` runs as torch.nn.RNN/LSTM/GRU
+FUSED = [s.name for s in registry.cells() if s.torch_mode]  # cells whose stack runs PyTorch's op on their weights
 
 
 # Each cell's matrix products in units of H output columns: (input blocks of the hoisted projection, the

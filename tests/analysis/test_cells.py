@@ -34,10 +34,10 @@ def test_ranking_finds_a_unit_built_to_detect_digits() -> None:
     torch.manual_seed(0)
     module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, cell="rnn-tanh", layers=1, hidden=6, embed=0))
     with torch.no_grad():
-        rnn = module.rnn.rnn
-        rnn.weight_hh_l0[2].zero_()
-        rnn.bias_ih_l0[2] = rnn.bias_hh_l0[2] = 0.0
-        rnn.weight_ih_l0[2] = torch.tensor([6.0 if ch.isdigit() else -6.0 for ch in tokenizer.chars])
+        cell = module.rnn.layers[0]
+        cell.weight_hh[2].zero_()
+        cell.bias_ih[2] = cell.bias_hh[2] = 0.0
+        cell.weight_ih[2] = torch.tensor([6.0 if ch.isdigit() else -6.0 for ch in tokenizer.chars])
     rec = record(LanguageModel(module, tokenizer), text)
     best = rank_units(rec, regex_feature(r"\d")(text), top=3)
     assert (best[0].layer, best[0].unit) == ("h0", 2)

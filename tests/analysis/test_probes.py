@@ -67,7 +67,7 @@ def test_spectral_radius_controls_vanishing_and_exploding() -> None:
     for rho in (0.5, 3.0):
         model = untrained(config, "rnn-tanh")
         set_spectral_radius(model, rho)
-        W = model.rnn.rnn.weight_hh_l0.detach().double()
+        W = model.rnn.layers[0].weight_hh.detach().double()
         assert math.isclose(float(torch.linalg.eigvals(W).abs().max()), rho, rel_tol=1e-6)
         norms = grad_norms(model, tokens)
         tails[rho] = norms[50] / norms[0]
@@ -79,11 +79,11 @@ def test_saturation_counts_hand_set_gates() -> None:
     with torch.no_grad():
         for p in model.rnn.parameters():
             p.zero_()
-        model.rnn.rnn.bias_ih_l0[:] = torch.tensor([5.0, -5.0, 0.1, 0.0])  # two of four units saturate
+        model.rnn.layers[0].bias_ih[:] = torch.tensor([5.0, -5.0, 0.1, 0.0])  # two of four units saturate
     assert saturation(model, torch.arange(5)) == {"tanh_saturated": 0.5}
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.torch_module is not None])
+@pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.torch_mode is not None])
 def test_saturation_is_the_same_in_either_parameter_layout(name: str) -> None:
     """The cell's `equations` recompute the gates from each layer's weights, PyTorch's module's or the cells' own;
     a stack with a per-layer extra is more than its equations, and has no figure."""

@@ -28,7 +28,7 @@ def test_float32_weights_hit_the_radius_and_sparsity() -> None:
     model = SequenceModel("rnn-tanh", 2, 50, 1)
     readout_bias = model.readout.bias.clone()
     esn_init_(model.rnn, 0.9, sparsity=0.8, input_scaling=2.0, generator=torch.Generator().manual_seed(1))
-    W = model.rnn.rnn.weight_hh_l0
+    W = model.rnn.layers[0].weight_hh
     assert spectral_radius(W) == pytest.approx(0.9, abs=1e-6)
     assert float((W == 0).float().mean()) == pytest.approx(0.8, abs=0.05)
     assert torch.equal(model.readout.bias, readout_bias)  # only the recurrent layers change

@@ -26,8 +26,8 @@ def numpy_forward(model: RNNLM, tokens: np.ndarray) -> np.ndarray:
     x = w["embed.weight"][tokens] if cfg.embed else np.eye(cfg.vocab_size)[tokens]
     N, T, _ = x.shape
     for layer in range(cfg.layers):
-        W, U = w[f"rnn.rnn.weight_ih_l{layer}"], w[f"rnn.rnn.weight_hh_l{layer}"]
-        b, c = w[f"rnn.rnn.bias_ih_l{layer}"], w[f"rnn.rnn.bias_hh_l{layer}"]
+        W, U = w[f"rnn.layers.{layer}.weight_ih"], w[f"rnn.layers.{layer}.weight_hh"]
+        b, c = w[f"rnn.layers.{layer}.bias_ih"], w[f"rnn.layers.{layer}.bias_hh"]
         h = np.zeros((N, cfg.hidden))
         cell = np.zeros((N, cfg.hidden))
         outputs = []
@@ -69,8 +69,8 @@ def test_logits_and_loss_match_independent_numpy(cell, embed):
 
 def test_lstm_forget_bias_starts_at_one():
     model = RNNLM(ModelConfig(vocab_size=5, cell="lstm", layers=2, hidden=4, embed=3))
-    for layer in range(2):
-        total = getattr(model.rnn.rnn, f"bias_ih_l{layer}") + getattr(model.rnn.rnn, f"bias_hh_l{layer}")
+    for cell in model.rnn.layers:
+        total = cell.bias_ih + cell.bias_hh
         assert torch.all(total[4:8] == 1.0)
 
 

@@ -2,30 +2,47 @@
 no edit here: every cell's sequence forward against its own steps, its fused op against its step loop in value and
 gradient, gradcheck, its registered state layout, its NumPy `equations` against its torch step, PyTorch's module
 where it has one, and learning. Besides: the cells with published equations against them (NumPy float64), the
-NumPy reference, and every stack path against the fused one."""
+NumPy reference, every stack path against the fused one and `torch.nn.RNN/LSTM/GRU`, and weights saved in the old
+layout (an `nn.LSTM` inside the stack)."""
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import re
 from collections import Counter
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch import nn
 
-from rnnlab.config import ModelConfig
+from rnnlab.config import ModelConfig, model_config_from_dict
 from rnnlab.lm.model import RNNLM
-from rnnlab.nn import registry
-from rnnlab.nn.cells import NUMPY, make_cell
-from rnnlab.nn.recurrent import LockedDropout, Recurrent, state_tensors
+from rnnlab.nn import recurrent, registry
+from rnnlab.nn.cells import NUMPY, make_cell, step_loops, torch_layers
+from rnnlab.nn.recurrent import LockedDropout, Recurrent, state_tensors, upgrade_state_dict
 from rnnlab.reference import gru as reference_gru
+
+OLD_LM_RUN = Path(__file__).parents[1] / "fixtures" / "runs" / "lm"  # saved by rnnlab 0.1.0: rnn.rnn.weight_ih_l0
 
 D, H, N, T = 5, 5, 3, 7  # D = H so that the cells that add their input un-weighted (MUT1/MUT2) are defined
 NAMES = registry.names()
 # every registered cell, and each cell that takes --peephole with it on
 VARIANTS = [(name, False) for name in NAMES] + [(s.name, True) for s in registry.cells() if "peephole" in s.options]
 WITH_EQUATIONS = [spec.name for spec in registry.cells() if spec.equations is not None]
-WITH_TORCH_MODULE = [spec.name for spec in registry.cells() if spec.torch_module is not None]
+WITH_TORCH_OP = [spec.name for spec in registry.cells() if spec.torch_mode is not None]  # the stack's fused path
+# PyTorch's module for each op: what the cells with that op must equal, given the same weights
+TORCH_MODULES = {
+    "RNN_TANH": partial(nn.RNN, nonlinearity="tanh"),
+    "RNN_RELU": partial(nn.RNN, nonlinearity="relu"),
+    "LSTM": nn.LSTM,
+    "GRU": nn.GRU,
+}
 
 
 def sig(x):
@@ -142,10 +159,8 @@ def test_sequence_forward_equals_step_by_step(name, peephole):
 
 @pytest.mark.parametrize(("name", "peephole"), [(n, p) for n, p in VARIANTS if registry.get(n).cls.fused_op])
 def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name, peephole):
-    """Cells with a fused sequence op (PyTorch's LSTM and GRU ops, the peephole LSTM's hand-written BPTT, the scans)
-    against their step loop, `fused_op = False`, which Hessian-free's twin (`plain_copy`) switches to."""
-    from rnnlab.train.hessian_free import plain_copy
-
+    """Cells with a fused sequence op (PyTorch's Elman, LSTM and GRU ops, the peephole LSTM's hand-written BPTT, the scans)
+    against their step loop, `fused_op = False`, which `step_loops` switches to for Hessian-free and the exporter."""
     cell = random_cell(name, peephole)
     x = torch.randn(N, T, D, dtype=torch.float64, requires_grad=True)
     start = as_state(random_state(cell))
@@ -160,9 +175,6 @@ def test_fused_sequence_op_equals_the_step_loop_in_value_and_gradient(name, peep
         runs.append([out, *finals, x.grad, *(p.grad for p in cell.parameters())])
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    cell.fused_op = True
-    twin, _ = plain_copy(Recurrent(name, D, H, 2, layer_norm=True, peephole=peephole))
-    assert all(not c.fused_op for c in twin.layers)
 
 
 @pytest.mark.parametrize(("name", "peephole"), VARIANTS)
@@ -213,10 +225,10 @@ def test_equations_on_numpy_arrays_equal_the_torch_step(name):
             np.testing.assert_allclose(b, a.numpy()[rows], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", WITH_TORCH_MODULE)
+@pytest.mark.parametrize("name", WITH_TORCH_OP)
 def test_matches_torch_modules_with_the_same_weights(name):
     cell = random_cell(name)
-    ref = registry.get(name).torch_module(D, H, batch_first=True).double()
+    ref = TORCH_MODULES[registry.get(name).torch_mode](D, H, batch_first=True).double()
     ref.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
     x = torch.randn(N, T, D, dtype=torch.float64)
     torch.testing.assert_close(cell(x)[0], ref(x)[0], rtol=1e-12, atol=1e-12)
@@ -238,23 +250,80 @@ def test_irnn_starts_as_identity_recurrence():
     assert not cell.bias_hh.any() and not cell.bias_ih.any()
 
 
-@pytest.mark.parametrize("name", WITH_TORCH_MODULE)
-def test_layered_path_equals_fused_path(name):
+def old_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Today's names in the layout of rnnlab 0.1.0, whose fused stack was a torch.nn module called `rnn`:
+    `<prefix>layers.{k}.weight_ih` -> `<prefix>rnn.weight_ih_l{k}`."""
+    return {re.sub(r"layers\.(\d+)\.(\w+)$", r"rnn.\2_l\1", k): v for k, v in tensors.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", WITH_TORCH_OP)
+def test_stack_paths_equal_the_torch_module_in_value_and_gradient(name, dtype, monkeypatch):
+    """One parameter layout, three ways to run it on the same weights, L = 2, from zeros and from a carried state:
+    PyTorch's op for both layers at once (the fused path), each cell's step loop (`step_loops`, what Hessian-free and
+    the ONNX exporter run) and `fused=False` (each cell's own op), against `torch.nn.RNN/LSTM/GRU` holding the same
+    weights (what the fused path was until it took the cells' weights): the module registered with the same op."""
     torch.manual_seed(0)
-    fused = Recurrent(name, 4, 6, num_layers=3).double()
-    layered = Recurrent(name, 4, 6, num_layers=3, fused=False).double()
-    assert fused.fused and not layered.fused
-    layered.load_state_dict(
-        {
-            f"layers.{k.rsplit('_l', 1)[1]}.{k.split('.')[1].rsplit('_l', 1)[0]}": v
-            for k, v in fused.state_dict().items()
-        }
-    )
-    x = torch.randn(2, 9, 4, dtype=torch.float64)
-    (a, sa), (b, sb) = fused(x), layered(x)
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    for u, v in zip(sa if isinstance(sa, tuple) else (sa,), sb if isinstance(sb, tuple) else (sb,), strict=False):
-        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+    kernel_calls = []
+    monkeypatch.setattr(recurrent, "torch_layers", lambda *a: kernel_calls.append(1) or torch_layers(*a))
+    fused = Recurrent(name, 4, 6, num_layers=2).to(dtype)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.normal_(0, 0.5)
+    looped, layered = copy.deepcopy(fused), Recurrent(name, 4, 6, num_layers=2, fused=False).to(dtype)
+    layered.load_state_dict(fused.state_dict())
+    reference = TORCH_MODULES[registry.get(name).torch_mode](4, 6, num_layers=2, batch_first=True).to(dtype)
+    reference.load_state_dict({k.removeprefix("rnn."): v for k, v in old_names(fused.state_dict()).items()})
+    x = torch.randn(3, 9, 4, dtype=dtype)
+    start = tuple(torch.randn(2, 3, 6, dtype=dtype) for _ in registry.get(name).state)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {}
+    for state in (None, start):
+        runs = []
+        for module in (fused, step_loops(looped), layered, reference):
+            inputs = [x.clone().requires_grad_(), *(s.clone().requires_grad_() for s in state or ())]
+            given = None if state is None else inputs[1] if len(inputs) == 2 else tuple(inputs[1:])
+            out, final = module(inputs[0], given)
+            finals = state_tensors(final)
+            (out.sum() + sum((f**2).sum() for f in finals)).backward()
+            runs.append([out, *finals, *(t.grad for t in inputs), *(p.grad for p in module.parameters())])
+            module.zero_grad()
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other, strict=True):
+                torch.testing.assert_close(a, b, **tol)
+    assert len(kernel_calls) == 2  # the fused stack's two runs; the step loops and fused=False never call it
+
+
+def test_weights_in_the_old_layout_load():
+    """A state dict of rnnlab 0.1.0 (nn.LSTM's names inside the stack) loads into today's layout, by `load_state_dict`
+    itself or by `upgrade_state_dict` first, and computes what it did; today's names pass unchanged."""
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=9, cell="lstm", layers=2, hidden=8, embed=5)
+    model, tokens = RNNLM(config).eval(), torch.randint(9, (2, 7))
+    new = model.state_dict()
+    old = old_names(new)
+    assert "rnn.rnn.weight_ih_l1" in old and "rnn.layers.1.weight_ih" not in old
+    assert list(upgrade_state_dict(old)) == list(new) == list(upgrade_state_dict(new))
+    for load in (lambda m: m.load_state_dict(old), lambda m: m.load_state_dict(upgrade_state_dict(old))):
+        torch.manual_seed(1)
+        fresh = RNNLM(config).eval()
+        load(fresh)
+        torch.testing.assert_close(fresh(tokens)[0], model(tokens)[0], rtol=0, atol=0)
+    stack = Recurrent("gru", 3, 4, num_layers=2)  # a stack on its own: the names without a prefix
+    stack.load_state_dict(old_names(Recurrent("gru", 3, 4, num_layers=2).state_dict()))
+
+
+def test_the_old_fixture_run_loads_and_computes_what_nn_lstm_computes():
+    """tests/fixtures/runs/lm, written by rnnlab 0.1.0, against torch.nn.LSTM holding its weights under their names."""
+    config = model_config_from_dict(json.loads((OLD_LM_RUN / "config.json").read_text())["model"])
+    tensors = load_file(OLD_LM_RUN / "model.safetensors")
+    model = RNNLM(config).eval()
+    model.load_state_dict(tensors)
+    lstm = torch.nn.LSTM(config.embed, config.hidden, config.layers, batch_first=True)
+    lstm.load_state_dict({k.removeprefix("rnn.rnn."): v for k, v in tensors.items() if k.startswith("rnn.rnn.")})
+    tokens = torch.randint(config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(0))
+    out, _ = lstm(torch.nn.functional.embedding(tokens, tensors["embed.weight"]))
+    expected = torch.nn.functional.linear(out, tensors["head.weight"], tensors["head.bias"])
+    torch.testing.assert_close(model(tokens)[0], expected)
 
 
 def test_locked_dropout_shares_one_mask_over_time():

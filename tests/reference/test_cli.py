@@ -42,14 +42,14 @@ def test_run_directory_loads_as_rnnlm(tmp_path: Path, text_file: Path, cli):
     out = tmp_path / "run"
     assert cli("reference", "train", text_file, "--out", out, "--hidden", "8", "--max-iters", "20")[0] == 0
     lm = LanguageModel.load(out)
-    assert lm.module.rnn.rnn.bias_hh_l0.abs().sum().item() == 0.0
+    assert lm.module.rnn.layers[0].bias_hh.abs().sum().item() == 0.0
     assert lm.module.head.weight.shape == (len(set(text_file.read_text())), 8)
 
 
 @pytest.mark.parametrize(
     ("flags", "match"),
     [
-        (["--cell", "gru-cho"], "unknown cell"),
+        (["--cell", "mut1"], "unknown cell"),
         (["--optimizer", "lbfgs"], "unknown optimizer"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--seq-len", "5000"], "too few"),

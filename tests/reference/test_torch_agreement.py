@@ -10,6 +10,7 @@ from rnnlab.config import ModelConfig
 from rnnlab.lm.model import RNNLM
 from rnnlab.reference import CharRNN
 from rnnlab.reference.clip import clip_global_norm
+from rnnlab.reference.model import CELLS
 from rnnlab.reference.optim import SGD, Adam, RMSProp
 
 N, T, V, H = 3, 7, 6, 5
@@ -30,7 +31,7 @@ def torch_model(cell: str, seed: int) -> RNNLM:
     return model
 
 
-@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_reference_matches_rnnlm(cell: str):
     model = torch_model(cell, seed=1)
     ours = CharRNN(cell, V, H, reduction="mean")
@@ -49,11 +50,16 @@ def test_reference_matches_rnnlm(cell: str):
 
     diffs = {"logits": max_rel_diff(our_logits, logits.detach().numpy()), "loss": abs(our_loss / loss.item() - 1)}
     torch_grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
-    names = {"head.weight": "W_hy", "head.bias": "b_y", "rnn.rnn.weight_ih_l0": "W_xh", "rnn.rnn.weight_hh_l0": "W_hh"}
-    if cell == "gru":
-        names |= {"rnn.rnn.bias_ih_l0": "b_xh", "rnn.rnn.bias_hh_l0": "b_hh"}
+    names = {
+        "head.weight": "W_hy",
+        "head.bias": "b_y",
+        "rnn.layers.0.weight_ih": "W_xh",
+        "rnn.layers.0.weight_hh": "W_hh",
+    }
+    if cell.startswith("gru"):
+        names |= {"rnn.layers.0.bias_ih": "b_xh", "rnn.layers.0.bias_hh": "b_hh"}
     else:  # one bias b_h = bias_ih + bias_hh, so both torch biases have b_h's gradient
-        names |= {"rnn.rnn.bias_ih_l0": "b_h", "rnn.rnn.bias_hh_l0": "b_h"}
+        names |= {"rnn.layers.0.bias_ih": "b_h", "rnn.layers.0.bias_hh": "b_h"}
     assert set(names) == set(torch_grads)
     for torch_name, our_name in names.items():
         diffs[torch_name] = max_rel_diff(grads[our_name], torch_grads[torch_name])
@@ -63,7 +69,7 @@ def test_reference_matches_rnnlm(cell: str):
 
 
 def test_run_directory_names_are_rnnlm_state_dict_names():
-    for cell in ["rnn-tanh", "rnn-relu", "lstm", "gru"]:
+    for cell in CELLS:
         expected = RNNLM(ModelConfig(vocab_size=V, cell=cell, layers=1, hidden=H, embed=0)).state_dict()
         ours = CharRNN(cell, V, H).to_torch()
         assert {k: v.shape for k, v in ours.items()} == {k: tuple(v.shape) for k, v in expected.items()}

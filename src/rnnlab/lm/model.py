@@ -24,7 +24,7 @@ from rnnlab.lm.generate import StopMatcher, next_token, sampling_rng
 from rnnlab.lm.ngram import NgramConfig, mixed_nats
 from rnnlab.lm.stepper import make_stepper
 from rnnlab.metrics import Score
-from rnnlab.nn.recurrent import LockedDropout, Recurrent, State
+from rnnlab.nn.recurrent import LockedDropout, Recurrent, State, upgrade_state_dict
 from rnnlab.rundir import LANGUAGE_MODELS, TOKENIZER, WEIGHTS, check_state_dict, load_tensors, read_run
 
 IGNORE = -100  # target id that is not scored (padding in evaluation)
@@ -212,7 +212,7 @@ class LanguageModel:
                 f"{run_dir / TOKENIZER} has {tokenizer.vocab_size} tokens but the model was trained on "
                 f"{config.vocab_size}; the tokenizer does not belong to these weights"
             )
-        tensors = load_tensors(run_dir / WEIGHTS)
+        tensors = upgrade_state_dict(load_tensors(run_dir / WEIGHTS))  # runs saved before one layout load too
         with torch.device("meta"):  # names and shapes first: an edited config must not allocate a huge model
             shapes = {name: t.shape for name, t in RNNLM(config).state_dict().items()}
         check_state_dict(shapes, tensors, run_dir / WEIGHTS)

@@ -2,12 +2,12 @@
 that must run strictly step by step (the arithmetic decoder needs each prediction before the next input, the
 sampler each token before it can feed it back).
 
-`RNNLM.forward` on a (1, 1) input pays for generality: module dispatch, `nn.LSTM`'s fused sequence kernel
-(hundreds of microseconds for T = 1 on CPU), state packing. For the cells that write their step as `equations`
+`RNNLM.forward` on a (1, 1) input pays for generality: module dispatch, PyTorch's fused sequence op (whose
+fixed cost dominates at T = 1 on the CPU), state packing. For the cells that write their step as `equations`
 (nn/cells.py; today the Elman cells, IRNN, LSTM and GRU: the equations of `nn.RNN/LSTM/GRU`), in a stack with no
 per-layer extra but dropout (`Recurrent.layer_weights`), `FusedStepper` runs those same equations in NumPy
-float32 on views of the weights, a dozen array operations per layer (NumPy's per-call cost is a few times
-lower than PyTorch's, which halves the time of a step at these sizes):
+float32 on views of the weights, a dozen array operations per layer (NumPy's per-call cost is lower than
+PyTorch's; benchmarks/results/sampling.md has the figures):
 
     layer 0 input share   table[token]           (V, G·H): embedding @ W_ih^T + b_ih (+ b_hh), once per weights
     layer l > 0           b + W_ih h_{l-1}

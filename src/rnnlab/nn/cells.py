@@ -8,7 +8,7 @@ training) are both built from these two, so they agree by construction, and test
 and GRU cells, whose equations are PyTorch's, run a sequence with PyTorch's fused op on their own weights
 instead (`sequence`, used while `fused_op` is on), as do the scan cells with theirs (nn/scan.py) and the
 peephole LSTM with its hand-written BPTT (nn/peephole_lstm.py); tests check each against its step loop in value
-and gradient.
+and gradient. The recurrent stack hands PyTorch's op the weights of all its layers at once (`torch_layers`).
 
 The cells whose step is xw = W_ih x + b_ih, hw = W_hh h + b_hh and then element-wise arithmetic (Elman, LSTM, GRU:
 the equations of `torch.nn.RNN/LSTM/GRU`) write that arithmetic once, as `equations(xw, hw, state, ops, record)`:
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -61,6 +60,26 @@ def _numpy_sigmoid(x: np.ndarray) -> np.ndarray:
 TORCH = Ops(torch.sigmoid, torch.tanh, torch.relu)
 NUMPY = Ops(_numpy_sigmoid, np.tanh, lambda x: np.maximum(x, 0))
 
+# PyTorch's fused sequence ops by `torch.nn.RNNBase`'s mode names (a cell's `torch_mode`).
+_TORCH_OPS = {"RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu, "LSTM": torch.lstm, "GRU": torch.gru}
+
+
+def torch_layers(
+    mode: str, x: Tensor, state: CellState, weights: list[Tensor], dropout: float = 0.0, train: bool = False
+) -> tuple[Tensor, CellState]:
+    """L layers of PyTorch's fused op `mode` (a cell's `torch_mode`), batch-first, called as `torch.nn.RNN/LSTM/GRU`
+    call it (oneDNN or ATen's loop on the CPU, cuDNN on a GPU), on weights that need not belong to such a module:
+    x (N, T, D), state (L, N, H) (the LSTM's: (h, c) of them), weights [W_ih, W_hh, b_ih, b_hh] of layer 0, then of
+    layer 1, ...; dropout on every layer's outputs but the last's while `train`. Returns (outputs (N, T, H), final
+    state in the same form)."""
+    out, *final = _TORCH_OPS[mode](x, state, weights, True, len(weights) // 4, dropout, train, False, True)
+    return out, tuple(final) if len(final) > 1 else final[0]
+
+
+def _each(state: CellState, fn: Callable[[Tensor], Tensor]) -> CellState:
+    """`fn` applied to every part of a state."""
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
 
 def at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
     """The tensors in float32 (float64 stays), for the cells' own sequence nodes: a state carried over T steps
@@ -75,19 +94,17 @@ class Cell(nn.Module):
     # True where `forward` runs a whole sequence as one op with its own backward (`sequence`): PyTorch's fused op
     # on the cell's weights (LSTM, GRU), rnnlab's scans (minGRU, minLSTM, ssm, in nn/scan.py) or its peephole
     # LSTM (nn/peephole_lstm.py). False forces the step loop, which `torch.func.vmap` and double backward need
-    # (Hessian-free's curvature products), and the ONNX exporter, which sees only primitive ops (export.py).
+    # (Hessian-free's curvature products), and the ONNX exporter, which sees only primitive ops (lm/export.py).
     fused_op: bool = False
+    # The mode of `torch.nn.RNNBase` whose equations and parameters (`gate_weights`) are this cell's, for
+    # `torch_layers`: "RNN_TANH", "RNN_RELU", "LSTM" or "GRU"; None for a cell whose equations PyTorch lacks.
+    torch_mode: ClassVar[str | None] = None
     # `step`'s arithmetic on plain arrays, for the cells that have one (see the module docstring):
     # equations(xw, hw, state, ops=TORCH, record=None) -> (h_t, new state).
     equations: ClassVar[Callable[..., tuple[Any, Any]] | None] = None
     # Whether `equations` reads only the sum xw + hw, so that b_hh may be added to the input share instead (the
     # NumPy stepper folds it into its per-token table). The GRU's b_hn sits inside the reset gate's product.
     bias_hh_foldable: ClassVar[bool] = True
-
-    @classmethod
-    def init_fused(cls, module: nn.RNNBase) -> None:
-        """Give a PyTorch module that runs this cell's equations (the registration's `torch_module`) the cell's own
-        initialisation: PyTorch's, unless a cell says otherwise."""
 
     def project(self, x: Tensor) -> Tensor:
         """Input contribution to every gate, for any leading shape: (..., D) -> (..., G·H)."""
@@ -125,9 +142,19 @@ class Cell(nn.Module):
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.step(self.project(x), state)
 
+    def gate_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh) in `torch.nn.RNN/LSTM/GRU`'s layout: what PyTorch's op
+        (`torch_mode`), the NumPy stepper and the probes run, for the cells that have those weights."""
+        return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
     def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        """A whole sequence as one op, for cells with `fused_op`: same contract as `forward`."""
-        raise NotImplementedError
+        """A whole sequence as one op, for cells with `fused_op`: same contract as `forward`. Here PyTorch's op
+        (`torch_mode`) as a stack of one layer on this cell's own weights; cells without one write their own."""
+        if self.torch_mode is None:
+            raise NotImplementedError
+        layers = _each(state, lambda s: s[None])  # (N, H) -> (1, N, H)
+        out, final = torch_layers(self.torch_mode, x, layers, list(self.gate_weights()), train=self.training)
+        return out, _each(final, lambda s: s[0])
 
     def forward(self, x: Tensor, state: CellState | None = None) -> tuple[Tensor, CellState]:
         """A sequence: x (N, T, D) -> outputs (N, T, H), final state. By `sequence` when `fused_op` is on,
@@ -160,11 +187,15 @@ def _gate_params(cell: Cell, D: int, H: int, input_gates: int, hidden_gates: int
     cell._uniform_init()
 
 
-@register("rnn-tanh", torch_module=partial(nn.RNN, nonlinearity="tanh"))
+@register("rnn-tanh")
 class ElmanCell(Cell):
     """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh (as `torch.nn.RNN`); ReLU in `ReLUCell`."""
 
     nonlinearity: ClassVar[str] = "tanh"  # f, by its name in `Ops`
+    # PyTorch's Elman op runs all the layers of a stack (cuDNN on a GPU), but the cell alone keeps its step loop: on
+    # the CPU the op is a step loop under autograd as well, and no faster (the rnn-tanh rows of
+    # benchmarks/results/layout.md).
+    torch_mode = "RNN_TANH"
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -179,11 +210,12 @@ class ElmanCell(Cell):
         return h, h
 
 
-@register("rnn-relu", torch_module=partial(nn.RNN, nonlinearity="relu"))
+@register("rnn-relu")
 class ReLUCell(ElmanCell):
     """Elman RNN with f = ReLU (as `torch.nn.RNN(nonlinearity="relu")`)."""
 
     nonlinearity = "relu"
+    torch_mode = "RNN_RELU"
 
 
 @register("irnn")
@@ -209,7 +241,7 @@ def _forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float) -> None:
         bias_hh[H : 2 * H].zero_()
 
 
-@register("lstm", state=("h", "c"), torch_module=nn.LSTM, options=("peephole",))
+@register("lstm", state=("h", "c"), options=("peephole",))
 class LSTMCell(Cell):
     """LSTM (Hochreiter & Schmidhuber 1997; forget gate, Gers et al. 2000), gate order (i, f, g, o):
 
@@ -221,6 +253,7 @@ class LSTMCell(Cell):
     """
 
     fused_op = True
+    torch_mode = "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, forget_bias: float = 1.0) -> None:
         super().__init__()
@@ -228,29 +261,21 @@ class LSTMCell(Cell):
         _forget_bias(self.bias_ih, self.bias_hh, forget_bias)
         self.peephole = nn.Parameter(torch.zeros(3, hidden_size)) if peephole else None
 
-    @classmethod
-    def init_fused(cls, module: nn.RNNBase) -> None:
-        """Every layer's forget-gate bias at 1, as this cell's."""
-        for layer in range(module.num_layers):
-            _forget_bias(getattr(module, f"bias_ih_l{layer}"), getattr(module, f"bias_hh_l{layer}"), 1.0)
-
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
         zeros = torch.zeros(N, self.hidden_size, device=device, dtype=dtype)
         return zeros, zeros.clone()
 
     def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         """Without peepholes the equations are `torch.nn.LSTM`'s, so PyTorch's fused op runs them on this
-        cell's own weights (1.3-1.6x faster than the step loop on one CPU thread; cuDNN on a GPU). With
-        peepholes, which PyTorch's op lacks, rnnlab's own one-node LSTM with hand-written BPTT
-        (nn/peephole_lstm.py; 0.90-0.95x nn.LSTM's time on one CPU thread, where the step loop takes 1.1-1.3x)."""
+        cell's own weights (`Cell.sequence`). With peepholes, which PyTorch's op lacks, rnnlab's own one-node LSTM
+        with hand-written BPTT (nn/peephole_lstm.py). Both are faster than the step loop on the CPU
+        (benchmarks/results/cells.md)."""
+        if self.peephole is None:
+            return super().sequence(x, state)
         h, c = state
-        if self.peephole is not None:
-            weights = (self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh, self.peephole)
-            out, h, c = peephole_lstm(*at_least_float32(x, *weights, h, c))
-            return out, (h, c)
-        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        out, h, c = torch.lstm(x, (h[None], c[None]), weights, True, 1, 0.0, self.training, False, True)
-        return out, (h[0], c[0])
+        weights = (self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh, self.peephole)
+        out, h, c = peephole_lstm(*at_least_float32(x, *weights, h, c))
+        return out, (h, c)
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         """`equations`, with the peephole weights if any."""
@@ -283,7 +308,7 @@ class LSTMCell(Cell):
         return h, (h, c)
 
 
-@register("gru", torch_module=nn.GRU)
+@register("gru")
 class GRUCell(Cell):
     """GRU in the PyTorch/cuDNN form, gate order (r, z, n); the reset gate acts *after* W_hn:
 
@@ -291,18 +316,13 @@ class GRUCell(Cell):
     n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn))                h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
     """
 
-    fused_op = True
+    fused_op = True  # PyTorch's fused GRU op on this cell's own weights (`Cell.sequence`)
+    torch_mode = "GRU"
     bias_hh_foldable = False
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         _gate_params(self, input_size, hidden_size, 3, 3)
-
-    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        """PyTorch's fused GRU op on this cell's own weights (the equations are the same)."""
-        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        out, h = torch.gru(x, state[None], weights, True, 1, 0.0, self.training, False, True)
-        return out, h[0]
 
     @staticmethod
     def equations(xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None) -> tuple[Any, Any]:
@@ -483,9 +503,10 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> C
 
 
 def step_loops(module: nn.Module) -> nn.Module:
-    """`module` with every cell on its step loop (`fused_op` off), for what sees only primitive ops: Hessian-free's
-    vmap and double backward, and the ONNX exporter."""
+    """`module` with every cell on its step loop, for what sees only primitive ops: Hessian-free's vmap and double
+    backward, and the ONNX exporter. Turns `fused_op` off in every module that has one: the cells, and the recurrent
+    stacks (nn/recurrent.py), which then run their layers one by one."""
     for m in module.modules():
-        if isinstance(m, Cell):
+        if hasattr(m, "fused_op"):
             m.fused_op = False
     return module

@@ -32,9 +32,6 @@ class CellSpec:
     # Every part of the state is (N, H), one value per hidden unit: what --learn-init learns, what the probes record
     # and the web page shows, what a vector can initialise (models/sequence.py). False for a block like the ssm.
     per_unit: bool = True
-    # The `torch.nn.RNNBase` module (a class or partial) whose equations and initialisation are this cell's, with its
-    # parameter names: the stack runs it, L layers in one module, when no per-layer extra is asked for.
-    torch_module: Callable[..., nn.RNNBase] | None = None
     options: tuple[str, ...] = ()  # ModelConfig fields the constructor takes (e.g. "peephole"); others do not apply
     same_width: bool = False  # adds its input un-weighted, so it needs input size = hidden size (--embed = --hidden)
     max_lr: float | None = None  # a default learning rate above this is lowered to it (an explicit --lr is kept)
@@ -45,6 +42,12 @@ class CellSpec:
         """The cell's step as a function of plain arrays, `Cell.equations`, which the NumPy stepper
         (models/stepper.py) and the gradient probe run; None where the cell has none."""
         return self.cls.equations
+
+    @property
+    def torch_mode(self) -> str | None:
+        """The mode of `torch.nn.RNNBase` whose equations and parameters are the cell's (`Cell.torch_mode`): the
+        stack runs PyTorch's op for all its layers at once on the cells' weights; None where PyTorch has none."""
+        return self.cls.torch_mode
 
 
 _CELLS: dict[str, CellSpec] = {}

@@ -21,7 +21,6 @@ from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.data.corpus import read_text, resolve_inputs
 from rnnlab.data.tokenizers import CharTokenizer, save_tokenizer
 from rnnlab.errors import RnnlabError
-from rnnlab.nn import registry
 from rnnlab.reference.model import CELLS, CharRNN
 from rnnlab.reference.optim import OPTIMIZERS, make_optimizer
 from rnnlab.reference.train import Iteration
@@ -40,9 +39,6 @@ reference_app = typer.Typer(help="The NumPy reference implementation (min-char-r
 app.add_typer(reference_app, name="reference")
 
 Opt = typer.Option
-# The reference's cells that RNNLM loads: those whose stack is PyTorch's module, under whose names the reference
-# saves its weights (`CharRNN.to_torch`).
-EXPORTABLE = tuple(name for name in CELLS if registry.get(name).torch_module is not None)
 
 
 @reference_app.command("train")
@@ -50,7 +46,7 @@ EXPORTABLE = tuple(name for name in CELLS if registry.get(name).torch_module is 
 def train(
     inputs: Annotated[list[str], typer.Argument(help="Text files, directories or globs.")],
     out: Annotated[Path, Opt(help="Run directory to create.")],
-    cell: Annotated[str, Opt(help=" | ".join(EXPORTABLE))] = "rnn-tanh",
+    cell: Annotated[str, Opt(help=" | ".join(CELLS))] = "rnn-tanh",
     hidden: Annotated[int, Opt(help="Hidden units H.")] = 100,
     seq_len: Annotated[int, Opt(help="BPTT length T.")] = 25,
     batch_size: Annotated[int, Opt(help="Parallel streams N (min-char-rnn: 1).")] = 1,
@@ -65,8 +61,8 @@ def train(
     seed: Annotated[int, Opt()] = 1337,
 ) -> None:
     """Train a one-layer char model with the NumPy reference (min-char-rnn's defaults)."""
-    if cell not in EXPORTABLE:
-        raise RnnlabError(f"unknown cell {cell!r}; choose one of: {', '.join(EXPORTABLE)}")
+    if cell not in CELLS:
+        raise RnnlabError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
     if optimizer not in OPTIMIZERS:
         raise RnnlabError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     for flag, value in (("--hidden", hidden), ("--seq-len", seq_len), ("--batch-size", batch_size)):

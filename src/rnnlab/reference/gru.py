@@ -116,18 +116,3 @@ class GRU:
             "b_hh": dha2.sum(axis=0),
         }
         return dxa @ W_xh, (dh_next,)
-
-    def to_torch(self) -> dict[str, np.ndarray]:
-        """The weights under `torch.nn.GRU`'s names (layer 0); only the torch form has that meaning."""
-        if self.form != "torch":
-            raise ValueError("Cho-form GRU weights have no torch.nn.GRU equivalent (reset gate before W_hn)")
-        p = self.params
-        return {"weight_ih_l0": p["W_xh"], "weight_hh_l0": p["W_hh"], "bias_ih_l0": p["b_xh"], "bias_hh_l0": p["b_hh"]}
-
-    def load_torch(self, weights: dict[str, np.ndarray]) -> None:
-        """Take `torch.nn.GRU` weights (layer 0)."""
-        if self.form != "torch":
-            raise ValueError("torch.nn.GRU weights only have their meaning in the torch form")
-        for ours, theirs in (("W_xh", "weight_ih_l0"), ("W_hh", "weight_hh_l0"), ("b_xh", "bias_ih_l0")):
-            self.params[ours][...] = weights[theirs]
-        self.params["b_hh"][...] = weights["bias_hh_l0"]

@@ -89,19 +89,3 @@ class LSTM:
             "b_h": da2.sum(axis=0),
         }
         return da @ W_xh, (dh_next, dc_next)
-
-    def to_torch(self) -> dict[str, np.ndarray]:
-        """The weights under `torch.nn.LSTM`'s names (layer 0); torch's second bias is zero."""
-        p = self.params
-        return {
-            "weight_ih_l0": p["W_xh"],
-            "weight_hh_l0": p["W_hh"],
-            "bias_ih_l0": p["b_h"],
-            "bias_hh_l0": 0 * p["b_h"],
-        }
-
-    def load_torch(self, weights: dict[str, np.ndarray]) -> None:
-        """Take `torch.nn.LSTM` weights (layer 0); its two biases are added into b_h."""
-        self.params["W_xh"][...] = weights["weight_ih_l0"]
-        self.params["W_hh"][...] = weights["weight_hh_l0"]
-        self.params["b_h"][...] = weights["bias_ih_l0"] + weights["bias_hh_l0"]

@@ -19,7 +19,7 @@ from rnnlab.reference.lstm import LSTM
 from rnnlab.reference.rnn import RNN
 
 CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru", "gru-cho")
-TORCH_PREFIX = "rnn.rnn."  # where RNNLM keeps its torch.nn.RNN/LSTM/GRU
+TORCH_PREFIX = "rnn.layers.0."  # where RNNLM keeps its one layer's weights
 
 Layer = RNN | LSTM | GRU
 State = tuple[np.ndarray, ...]
@@ -99,12 +99,30 @@ class CharRNN:
 
     def to_torch(self) -> dict[str, np.ndarray]:
         """All weights under `rnnlab.lm.model.RNNLM`'s state-dict names."""
-        weights = {TORCH_PREFIX + k: v for k, v in self.layer.to_torch().items()}
+        weights = {TORCH_PREFIX + k: v for k, v in _cell_weights(self.layer.params).items()}
         return {**weights, "head.weight": self.head["W_hy"], "head.bias": self.head["b_y"]}
 
     def load_torch(self, weights: dict[str, np.ndarray]) -> None:
         """Load weights named as in `RNNLM.state_dict()` (as NumPy arrays)."""
         n = len(TORCH_PREFIX)
-        self.layer.load_torch({k[n:]: v for k, v in weights.items() if k.startswith(TORCH_PREFIX)})
+        _load_cell_weights(self.layer.params, {k[n:]: v for k, v in weights.items() if k.startswith(TORCH_PREFIX)})
         self.head["W_hy"][...] = weights["head.weight"]
         self.head["b_y"][...] = weights["head.bias"]
+
+
+def _cell_weights(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A layer's weights under the names of the rnnlab cell with the same equations and gate order (nn/cells.py):
+    where the layer has one bias b_h, it is the cell's bias_ih and bias_hh is zero."""
+    one_bias = "b_h" in params
+    b_ih, b_hh = (params["b_h"], 0 * params["b_h"]) if one_bias else (params["b_xh"], params["b_hh"])
+    return {"weight_ih": params["W_xh"], "weight_hh": params["W_hh"], "bias_ih": b_ih, "bias_hh": b_hh}
+
+
+def _load_cell_weights(params: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    """Take a cell's weights into a layer's `params`, in place; a layer with one bias gets their sum."""
+    params["W_xh"][...] = weights["weight_ih"]
+    params["W_hh"][...] = weights["weight_hh"]
+    if "b_h" in params:
+        params["b_h"][...] = weights["bias_ih"] + weights["bias_hh"]
+    else:
+        params["b_xh"][...], params["b_hh"][...] = weights["bias_ih"], weights["bias_hh"]

@@ -71,19 +71,3 @@ class RNN:
         }
         dx = da @ W_xh  # dx_t = W_xhᵀ da_t
         return dx, (dh_next,)
-
-    def to_torch(self) -> dict[str, np.ndarray]:
-        """The weights under `torch.nn.RNN`'s names (layer 0); torch's second bias is zero."""
-        p = self.params
-        return {
-            "weight_ih_l0": p["W_xh"],
-            "weight_hh_l0": p["W_hh"],
-            "bias_ih_l0": p["b_h"],
-            "bias_hh_l0": 0 * p["b_h"],
-        }
-
-    def load_torch(self, weights: dict[str, np.ndarray]) -> None:
-        """Take `torch.nn.RNN` weights (layer 0); its two biases are added into b_h."""
-        self.params["W_xh"][...] = weights["weight_ih_l0"]
-        self.params["W_hh"][...] = weights["weight_hh_l0"]
-        self.params["b_h"][...] = weights["bias_ih_l0"] + weights["bias_hh_l0"]

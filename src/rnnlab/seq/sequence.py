@@ -22,7 +22,7 @@ from rnnlab import rundir
 from rnnlab.config import TrainConfig, opt
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import registry
-from rnnlab.nn.recurrent import Recurrent, State
+from rnnlab.nn.recurrent import Recurrent, State, upgrade_state_dict
 from rnnlab.rundir import WEIGHTS, atomic_save_tensors, load_state_dict, load_tensors, write_run_config
 from rnnlab.train.loop import Loop
 from rnnlab.train.optim import build_optimizer
@@ -209,5 +209,5 @@ def read_run(run_dir: Path, kind: str) -> tuple[dict[str, Any], SeqConfig]:
 def load_weights(module: nn.Module, run_dir: Path) -> nn.Module:
     """Load `run_dir/model.safetensors` strictly into `module` and put it in eval mode."""
     path = Path(run_dir) / WEIGHTS
-    load_state_dict(module, load_tensors(path), path)
+    load_state_dict(module, upgrade_state_dict(load_tensors(path)), path)
     return module.eval()

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.nn.recurrent import State, state_from_tensors, state_tensors
+from rnnlab.nn.recurrent import State, state_from_tensors, state_tensors, upgrade_state_dict
 from rnnlab.rundir import CHECKPOINT, atomic_save_tensors, load_state_dict, load_tensors, read_metadata
 
 FILE = "state.safetensors"
@@ -130,7 +130,8 @@ def load_checkpoint(
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise RnnlabError(f"{path} has no readable training state ({exc})") from None
 
-    load_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    weights = upgrade_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    load_state_dict(model, weights, path)
     _load_optimizer(optimizer, optim_state, path)
     count = sum(1 for k in tensors if k.startswith("state."))
     carried = state_from_tensors([tensors[f"state.{i}"].to(device) for i in range(count)])

@@ -27,9 +27,9 @@ cross-entropy with p = softmax(z), (p ⊙ u − p (pᵀu)) / n per position (n =
   every objective, gradient and curvature product of a step sees the same fixed examples.
 
 Second derivatives and per-example gradients (`vmap`) need the plain autograd loop of rnnlab's cells, so
-they run on `plain_copy(model)`, a copy whose recurrent layers are plain, called with the model's own
-weights; the objective runs on the model itself. When every recurrent layer is a fused PyTorch module on the
-CPU (twice differentiable, though not vmappable), curvature products run on the model too: they are faster.
+they run on `plain_copy(model)`, a copy whose cells and stacks run their step loops, called with the model's own
+weights; the objective runs on the model itself. When every recurrent stack runs PyTorch's fused op on the CPU
+(twice differentiable, though not vmappable), curvature products run on the model too: they are faster.
 `ChunkHessianFree` applies HF to the language-model trainer's truncated-BPTT chunks.
 """
 
@@ -82,36 +82,11 @@ def loss_hessian_vector(kind: str, outputs: Tensor, mask: Tensor, u: Tensor) -> 
     return scale * (p * u - p * (p * u).sum(-1, keepdim=True))
 
 
-def plain_copy(model: nn.Module) -> tuple[nn.Module, dict[str, str]]:
-    """A deep copy of `model` whose recurrent layers run the plain autograd loop (twice differentiable, works
-    under `vmap`), and the map from `model`'s parameter names to the copy's. Fused `torch.nn.RNN/LSTM/GRU`
-    layers become rnnlab cells, which use the same weight layout under other names."""
-    twin = copy.deepcopy(model)
-    rename = {name: name for name, _ in model.named_parameters()}
-    for path, module in list(twin.named_modules()):
-        if not isinstance(module, Recurrent):
-            continue
-        if not module.fused:  # already rnnlab cells: their step loop runs under autograd
-            continue
-        fused = module.rnn
-        plain = Recurrent(
-            module.cell,
-            fused.input_size,
-            module.hidden_size,
-            module.num_layers,
-            fused.dropout,
-            learn_init=module.initial is not None,
-            fused=False,
-        ).to(fused.weight_hh_l0)
-        prefix = f"{path}." if path else ""
-        for k in range(module.num_layers):
-            for weight in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                rename[f"{prefix}rnn.{weight}_l{k}"] = f"{prefix}layers.{k}.{weight}"
-        if not path:
-            return step_loops(plain), rename
-        parent, _, child = path.rpartition(".")
-        setattr(twin.get_submodule(parent), child, plain)
-    return step_loops(twin), rename
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` whose cells run their plain autograd step loop (twice differentiable, works under
+    `vmap`): `step_loops`, which also keeps every recurrent stack from running PyTorch's fused op for all its layers
+    at once. The copy has `model`'s parameter names (one parameter layout), so it is called with the model's own."""
+    return step_loops(copy.deepcopy(model))
 
 
 @dataclass
@@ -159,19 +134,16 @@ class HessianFree:
         self.chunk = per_example_chunk
         self.named = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.previous: Tensor | None = None  # the last CG solution, for the warm start
-        self.twin, self.rename = plain_copy(model)
+        self.twin = plain_copy(model)
         recurrent = [m for m in model.modules() if isinstance(m, Recurrent)]
         on_cpu = all(p.device.type == "cpu" for p in self.named.values())  # cuDNN RNNs have no double backward
-        self.curvature_on_twin = not (on_cpu and all(m.fused for m in recurrent))
+        self.curvature_on_twin = not (on_cpu and all(m.fused_op for m in recurrent))
 
     # --- helpers -------------------------------------------------------------------------------------------
     def _forward(self, params: dict[str, Tensor], inputs: Inputs, plain: bool = False) -> tuple[Tensor, Tensor | None]:
         """The model's (outputs, hidden or None) with these parameters; `plain`: through the plain copy."""
         inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-        if plain:
-            result = functional_call(self.twin, {self.rename[k]: v for k, v in params.items()}, inputs)
-        else:
-            result = functional_call(self.model, params, inputs)
+        result = functional_call(self.twin if plain else self.model, params, inputs)
         return result if isinstance(result, tuple) else (result, None)
 
     def _flat(self, tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
