@@ -29,11 +29,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     config = SeqConfig(
-        cell=args.cell, hidden=args.hidden, embed=32, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=0
+        cell=args.cell,
+        hidden=args.hidden,
+        embed=32,
+        steps=args.steps,
+        max_time=args.max_time,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=0,
     )
     train, test = reverse(200_000, 10, seed=0), reverse(1000, 10, seed=1)
     start = time.perf_counter()
-    model = Seq2Seq.train(train, config, max_time=args.max_time, log=lambda s, loss: print(f"step {s} loss {loss:.4f}"))
+    model = Seq2Seq.train(train, config, log=lambda s, loss: print(f"step {s} loss {loss:.4f}"))
     seconds = time.perf_counter() - start
     greedy = model.exact_match(test)
     beams = [model.beam(s, 5) for s, _ in test[: args.beam_examples]]

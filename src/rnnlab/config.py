@@ -54,6 +54,12 @@ def opt(default: Any, help: str, panel: str, **cli: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
+def max_time_opt() -> Any:
+    """The `--max-time` field of a training config: seconds, which the command line reads as a duration."""
+    help = "Stop after this much training time, e.g. 90s, 20m, 1.5h (0: no limit)."
+    return opt(0.0, help, "Budget", parse=parse_duration, metavar="DURATION")
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
 
 
@@ -165,13 +171,7 @@ class TrainConfig:
     decay: Decay = opt("cosine", "Learning-rate decay over the step and/or time budget.", "Optimisation")
     min_lr_ratio: float = opt(0.1, "Final learning rate as a fraction of --lr.", "Optimisation")
     max_steps: int = opt(0, "Stop after this many steps (0: no limit).", "Budget")
-    max_time: float = opt(
-        0.0,
-        "Stop after this much training time, e.g. 90s, 20m, 1.5h (0: no limit).",
-        "Budget",
-        parse=parse_duration,
-        metavar="DURATION",
-    )
+    max_time: float = max_time_opt()
     epochs: float = opt(0.0, "Stop after this many passes over the data (0: no limit).", "Budget")
     eval_every: int = opt(500, "Validate every this many steps.", "Output")
     eval_tokens: int = opt(0, "Validate on at most this many tokens (0: all).", "Output")

@@ -48,5 +48,5 @@ def test_training_that_keeps_diverging_ends_with_one_error():
 def test_max_time_ends_training_before_the_step_budget():
     module, batch_loss = regression(1, 0)  # never NaN
     started = time.perf_counter()
-    fit(module, batch_loss, SeqConfig(steps=10**8, lr=0.05), max_time=0.5)
+    fit(module, batch_loss, SeqConfig(steps=10**8, lr=0.05, max_time=0.5))
     assert 0.5 <= time.perf_counter() - started < 10

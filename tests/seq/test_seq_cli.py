@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import matplotlib.image
+import pytest
 
 from rnnlab.tasks.shapes import make_scenes
 
@@ -62,3 +65,26 @@ def test_vqa_train_predict_and_errors(tmp_path, cli):
     assert code == 0 and "(true: ?)" in out
     code, _, err = cli("caption", "predict", run_dir)
     assert code == 2 and "(vqa run), not an image captioner; use `rnnlab vqa predict`" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["classify", "train"],
+        ["tag", "train", "--examples", "200"],
+        ["seq2seq", "train", "--length", "3", "--examples", "200"],
+        ["timeseries", "train"],
+        ["caption", "train", "--examples", "40"],
+        ["vqa", "train", "--scenes", "40"],
+    ],
+)
+def test_every_sequence_trainer_stops_at_max_time_given_as_a_duration(tmp_path, cli, command):
+    """One budget vocabulary: `--max-time` is a duration for every trainer and ends training before --max-steps."""
+    started = time.perf_counter()
+    code, _, err = cli(
+        *command, "--out", tmp_path / "run", "--hidden", "8", "--max-steps", "10000000", "--max-time", "1s"
+    )
+    assert code == 0, err
+    assert time.perf_counter() - started < 60
+    code, _, err = cli(*command, "--out", tmp_path / "other", "--max-time", "soon")
+    assert code == 2 and err == "error: cannot read duration 'soon'; use e.g. 90s, 20m or 1.5h\n"

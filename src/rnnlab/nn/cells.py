@@ -178,12 +178,15 @@ class Cell(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
 
-def _gate_params(cell: Cell, D: int, H: int, input_gates: int, hidden_gates: int) -> None:
+def gate_params(cell: Cell, D: int, H: int, input_gates: int, hidden_gates: int) -> None:
+    """Give `cell` its gate weights: `weight_ih` (input_gates·H, D) and `bias_ih`, and where hidden_gates > 0
+    `weight_hh` (hidden_gates·H, H) and `bias_hh`, initialised as every cell's are (`Cell._uniform_init`)."""
     cell.hidden_size = H
-    cell.weight_ih = nn.Parameter(torch.empty(input_gates * H, D))
-    cell.weight_hh = nn.Parameter(torch.empty(hidden_gates * H, H))
-    cell.bias_ih = nn.Parameter(torch.empty(input_gates * H))
-    cell.bias_hh = nn.Parameter(torch.empty(hidden_gates * H))
+    shapes = {"weight_ih": (input_gates * H, D), "weight_hh": (hidden_gates * H, H)}
+    shapes |= {"bias_ih": (input_gates * H,), "bias_hh": (hidden_gates * H,)}  # in this order: parameters() keeps it
+    for name, shape in shapes.items():
+        if shape[0]:
+            setattr(cell, name, nn.Parameter(torch.empty(shape)))
     cell._uniform_init()
 
 
@@ -194,12 +197,12 @@ class ElmanCell(Cell):
     nonlinearity: ClassVar[str] = "tanh"  # f, by its name in `Ops`
     # PyTorch's Elman op runs all the layers of a stack (cuDNN on a GPU), but the cell alone keeps its step loop: on
     # the CPU the op is a step loop under autograd as well, and no faster (the rnn-tanh rows of
-    # benchmarks/results/layout.md).
+    # benchmarks/results/cells.md).
     torch_mode = "RNN_TANH"
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        _gate_params(self, input_size, hidden_size, 1, 1)
+        gate_params(self, input_size, hidden_size, 1, 1)
 
     @classmethod
     def equations(cls, xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None) -> tuple[Any, Any]:
@@ -257,7 +260,7 @@ class LSTMCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, forget_bias: float = 1.0) -> None:
         super().__init__()
-        _gate_params(self, input_size, hidden_size, 4, 4)
+        gate_params(self, input_size, hidden_size, 4, 4)
         _forget_bias(self.bias_ih, self.bias_hh, forget_bias)
         self.peephole = nn.Parameter(torch.zeros(3, hidden_size)) if peephole else None
 
@@ -322,7 +325,7 @@ class GRUCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        _gate_params(self, input_size, hidden_size, 3, 3)
+        gate_params(self, input_size, hidden_size, 3, 3)
 
     @staticmethod
     def equations(xw: Any, hw: Any, state: Any, ops: Ops = TORCH, record: Record | None = None) -> tuple[Any, Any]:
@@ -348,7 +351,7 @@ class GRUChoCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        _gate_params(self, input_size, hidden_size, 3, 3)
+        gate_params(self, input_size, hidden_size, 3, 3)
 
     def recurrent_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(U_rz, b_hrz) for the gates, then (U_n, b_hn) for the candidate."""

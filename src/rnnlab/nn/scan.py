@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.nn.cells import Cell, CellState, at_least_float32
+from rnnlab.nn.cells import Cell, CellState, at_least_float32, gate_params
 from rnnlab.nn.registry import register
 
 
@@ -201,10 +201,7 @@ class MinGRUCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(2 * hidden_size, input_size))
-        self.bias_ih = nn.Parameter(torch.empty(2 * hidden_size))
-        self._uniform_init()
+        gate_params(self, input_size, hidden_size, 2, 0)
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         k, v = xw.chunk(2, -1)
@@ -234,10 +231,7 @@ class MinLSTMCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
-        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
-        self._uniform_init()
+        gate_params(self, input_size, hidden_size, 3, 0)
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         ki, kf, v = xw.chunk(3, -1)

@@ -104,10 +104,9 @@ class Captioner(Seq2Seq):
         config: SeqConfig,
         log: Callable[[int, float], None] | None = None,
         image_of: list[int] | None = None,
-        max_time: float = 0.0,
     ) -> Captioner:
         """Teacher forcing on (image, caption) pairs: caption k describes image `image_of[k]` (default k), so
-        an image can have several captions without being copied; `max_time` seconds of training at most."""
+        an image can have several captions without being copied."""
         config.validate()
         image_of = list(range(len(captions))) if image_of is None else image_of
         if not captions or len(image_of) != len(captions) or not all(0 <= i < len(images) for i in image_of):
@@ -128,7 +127,7 @@ class Captioner(Seq2Seq):
             logits, _ = module.decode(x, *module.encode(pixels[index[pick]]))
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
-        fit(module, batch_loss, config, max_time=max_time, log=log)
+        fit(module, batch_loss, config, log=log)
         return cls(module, Vocab([]), tgt, config, max(map(len, captions)) + 5)  # type: ignore[arg-type]
 
     def _encode(self, sources: list) -> tuple[State, Tensor]:

@@ -57,11 +57,9 @@ class Classifier:
         cls,
         examples: list[tuple[str, str]],
         config: SeqConfig,
-        max_time: float = 0.0,
         log: Callable[[int, float], None] | None = None,
     ) -> Classifier:
-        """Fit on (text, label) pairs: the vocabulary and label set come from `examples`; `max_time` seconds of
-        training at most (0: no limit)."""
+        """Fit on (text, label) pairs: the vocabulary and label set come from `examples`."""
         config.validate()
         if len(examples) < 2:
             raise RnnlabError("need at least 2 labelled examples to train a classifier")
@@ -80,7 +78,7 @@ class Classifier:
             tokens, lengths = pad([ids[i] for i in pick])
             return F.cross_entropy(module(tokens, lengths), targets[pick])
 
-        fit(module, batch_loss, config, max_time=max_time, log=log)
+        fit(module, batch_loss, config, log=log)
         return model
 
     def _ids(self, text: str) -> list[int]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rnnlab.cli.app import app
-from rnnlab.cli.options import PanelCommand, config_options, input_argument, max_time_option, old_spellings, old_verb
+from rnnlab.cli.options import PanelCommand, config_options, input_argument, old_spellings, old_verb
 from rnnlab.errors import RnnlabError
 from rnnlab.seq.sequence import SeqConfig
 from rnnlab.ui import console
@@ -142,9 +142,6 @@ def seq2seq_train(
     task: Annotated[str, Opt(help="reverse | sort | translit | multiples (one-to-many).")] = "reverse",
     length: Annotated[int, Opt(help="reverse, sort: sequence length.")] = 10,
     examples: Examples = 20000,
-    max_time: Annotated[
-        float, max_time_option("Stop after this much training time, e.g. 90s, 20m (0: no limit).")
-    ] = 0.0,
     options: dict[str, Any],
 ) -> None:
     """Train an encoder-decoder on a built-in task; prints held-out exact match (greedy decoding)."""
@@ -160,7 +157,7 @@ def seq2seq_train(
     seed = config.seed
     sized = {"length": length} if task in ("reverse", "sort") else {}
     train, test = make(examples, seed=seed, **sized), make(1000, seed=seed + 1, **sized)
-    model = Seq2Seq.train(train, config, one_to_many=task == "multiples", max_time=max_time, log=_log)
+    model = Seq2Seq.train(train, config, one_to_many=task == "multiples", log=_log)
     model.save(out, task)
     console.print(f"held-out exact match {model.exact_match(test):.3f} (greedy); saved in {out}")
 

@@ -91,7 +91,6 @@ class Seq2Seq:
         pairs: Pairs,
         config: SeqConfig,
         one_to_many: bool = False,
-        max_time: float = 0.0,
         log: Callable[[int, float], None] | None = None,
     ) -> Seq2Seq:
         """Teacher forcing: the decoder reads <START> + target and predicts target + <END>."""
@@ -117,7 +116,7 @@ class Seq2Seq:
             logits, _ = module.decode(x, state, top_h(state))
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
-        fit(module, batch_loss, config, max_time=max_time, log=log)
+        fit(module, batch_loss, config, log=log)
         return model
 
     def _encode(self, sources: list[list[str]]) -> tuple[State, Tensor]:

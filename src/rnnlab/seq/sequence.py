@@ -9,6 +9,7 @@ many-to-one (classify), many-to-many (tagger, timeseries), many-to-one + one-to-
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import rundir
-from rnnlab.config import TrainConfig, opt
+from rnnlab.config import TrainConfig, max_time_opt, opt
 from rnnlab.errors import RnnlabError
 from rnnlab.nn import registry
 from rnnlab.nn.recurrent import Recurrent, State, upgrade_state_dict
@@ -43,6 +44,7 @@ class SeqConfig:
     embed: int = opt(32, "Embedding size D.", "Model")
     dropout: float = opt(0.0, "Dropout between layers.", "Model", flag=None)  # not offered on the command line
     steps: int = opt(500, "Training steps.", "Budget", flag="--max-steps")
+    max_time: float = max_time_opt()
     batch_size: int = opt(32, "Batch size N.", "Optimisation")
     lr: float = opt(3e-3, "Adam learning rate.", "Optimisation")
     seed: int = opt(0, "Random seed (data and weights).", "Optimisation")
@@ -53,6 +55,8 @@ class SeqConfig:
         for name in ("hidden", "layers", "embed", "steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise RnnlabError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.max_time < math.inf:
+            raise RnnlabError(f"--max-time must be a finite duration >= 0, got {self.max_time}")
         if spec.same_width and self.embed != self.hidden:
             raise RnnlabError(f"--cell {self.cell} needs --embed equal to --hidden")
         if not 0.0 <= self.dropout < 1.0:
@@ -123,11 +127,10 @@ def fit(
     module: nn.Module,
     batch_loss: Callable[[torch.Generator], Tensor],
     config: SeqConfig,
-    max_time: float = 0.0,
     log: Callable[[int, float], None] | None = None,
 ) -> float:
     """Adam with global-norm clipping and a cosine decay to 10% of `config.lr` over `config.steps` steps
-    or `max_time` seconds, whichever ends first; returns the mean loss of the last 10% of steps.
+    or `config.max_time` seconds, whichever ends first; returns the mean loss of the last 10% of steps.
     `batch_loss(generator)` draws a batch and returns its loss; `log(step, mean loss)` hears every 100 steps.
 
     It runs in rnnlab's training loop (rnnlab.train.loop), with the language model's divergence policy: a
@@ -143,7 +146,7 @@ def fit(
         min_lr_ratio=0.1,
         clip_norm=1.0,
         max_steps=config.steps,
-        max_time=max_time,
+        max_time=config.max_time,
         checkpoint_every=LOG_EVERY,
         batch_size=config.batch_size,
         seq_len=1,  # the reporter counts sequences

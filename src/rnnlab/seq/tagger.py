@@ -50,11 +50,9 @@ class Tagger:
         cls,
         examples: Tagged,
         config: SeqConfig,
-        max_time: float = 0.0,
         log: Callable[[int, float], None] | None = None,
     ) -> Tagger:
-        """Fit on (tokens, tags) pairs of equal length; padding steps are not scored. `max_time` seconds of
-        training at most (0: no limit)."""
+        """Fit on (tokens, tags) pairs of equal length; padding steps are not scored."""
         config.validate()
         _check(examples)
         tags = sorted({tag for _, ts in examples for tag in ts})
@@ -71,7 +69,7 @@ class Tagger:
             logits = module(tokens)
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
-        fit(module, batch_loss, config, max_time=max_time, log=log)
+        fit(module, batch_loss, config, log=log)
         return cls(module, vocab, tags, config)
 
     @torch.no_grad()

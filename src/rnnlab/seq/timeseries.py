@@ -63,11 +63,10 @@ class Forecaster:
         series: np.ndarray,
         config: SeqConfig,
         window: int = 50,
-        max_time: float = 0.0,
         log: Callable[[int, float], None] | None = None,
     ) -> Forecaster:
-        """Fit on random windows of `window` + 1 consecutive values of `series` (the training part), for
-        `max_time` seconds at most (0: no limit)."""
+        """Fit on random windows of `window` + 1 consecutive values of `series` (the training
+        part)."""
         config.validate()
         series = np.asarray(series, dtype=np.float64)
         if len(series) < window + 2:
@@ -84,7 +83,7 @@ class Forecaster:
             chunk = torch.stack([z[s : s + window + 1] for s in starts.tolist()])[..., None]
             return F.mse_loss(module(chunk[:, :-1]), chunk[:, 1:])
 
-        fit(module, batch_loss, config, max_time=max_time, log=log)
+        fit(module, batch_loss, config, log=log)
         return cls(module, mean, std, config, window)
 
     @torch.no_grad()

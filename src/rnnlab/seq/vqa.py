@@ -54,7 +54,6 @@ class VQA:
         images: np.ndarray,
         questions: Questions,
         config: SeqConfig,
-        max_time: float = 0.0,
         log: Callable[[int, float], None] | None = None,
     ) -> VQA:
         """Fit on (image index, question, answer) triples about `images`; vocabulary and answers come from them."""
@@ -77,7 +76,7 @@ class VQA:
             tokens, lengths = pad([ids[i] for i in pick.tolist()])
             return F.cross_entropy(model.module(pixels[image_of[pick]], tokens, lengths), targets[pick])
 
-        fit(model.module, batch_loss, config, max_time=max_time, log=log)
+        fit(model.module, batch_loss, config, log=log)
         return model
 
     def _ids(self, question: str) -> list[int]:
