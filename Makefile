@@ -32,6 +32,7 @@ bench: $(STAMP)
 
 # Quality under the 20-minute CPU budget (needs ../shared/data; about 45 minutes each; the two can run at once).
 bench-quality: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/quality.py --corpus shakespeare --time 20m --threads 1
 	$(BIN)/python benchmarks/quality.py --corpus linux --time 20m --threads 1 -- --tokenizer byte
 

@@ -1,5 +1,6 @@
 """Compressed bits per character of Shakespeare's validation text: rnnlab's model-driven arithmetic coder,
-static and --dynamic, beside xz, bzip2, zstd and PPMd, each alone and with the training text as context.
+static, --dynamic, --mix and --dynamic --mix, beside xz, bzip2, zstd, PPMd and zpaq -m5, each alone and with
+the training text as context.
 
     .venv/bin/python benchmarks/compress.py [--run DIR | --train-time 10m --preset small] [--bytes N]
         [--baseline REV --baseline-bytes 16384] [--threads 1]
@@ -38,6 +39,7 @@ import rnnlab.lm.compress as coder
 from common import ROOT, corpus, write_result
 from rnnlab.config import parse_duration
 from rnnlab.lm.dynamic import DynamicConfig
+from rnnlab.lm.ngram import NgramConfig
 from rnnlab.metrics import LN2
 
 SEVEN_ZIP = shutil.which("7z") or shutil.which("7zz") or "7z"
@@ -48,6 +50,7 @@ TOOLS: dict[str, tuple[Callable[[Path, Path], list[str]], list[str]]] = {
     "bzip2 -9": (lambda i, o: ["sh", "-c", f"bzip2 -9 -c '{i}' > '{o}'"], ["bzip2", "--help"]),
     "zstd -19": (lambda i, o: ["zstd", "-19", "-q", "-f", str(i), "-o", str(o)], ["zstd", "--version"]),
     "7z PPMd -mx=9": (lambda i, o: [SEVEN_ZIP, "a", "-bd", "-t7z", "-m0=PPMd", "-mx=9", str(o), str(i)], [SEVEN_ZIP]),
+    "zpaq -m5": (lambda i, o: ["zpaq", "a", str(o), str(i), "-m5"], ["zpaq"]),
 }
 
 
@@ -106,9 +109,11 @@ def baseline_coder(revision: str) -> ModuleType:
     return module
 
 
-def eval_bits(lm: rnnlab.LanguageModel, data: bytes, dynamic: DynamicConfig | None = None) -> float:
+def eval_bits(
+    lm: rnnlab.LanguageModel, data: bytes, dynamic: DynamicConfig | None = None, mix: NgramConfig | None = None
+) -> float:
     """`rnnlab eval`'s total bits of `data` (sequence forward), + log2 V for the unscored first token."""
-    score = lm.score(data, dynamic=dynamic)
+    score = lm.score(data, dynamic=dynamic, mix=mix)
     return score.nats_per_token * score.tokens / LN2 + math.log2(lm.module.config.vocab_size)
 
 
@@ -163,21 +168,31 @@ def main() -> None:
         return f"| {method} | {context} | {size:.0f} | {8 * size / chars:.4f} {speeds}"
 
     rows = []
-    for label, options, context in (
-        ("rnnlab compress", {}, "trained on train.txt"),
+    adapts = "adapts to valid.txt as it codes"
+    memory = "mixed with an n-gram model of train.txt and of valid.txt coded so far"
+    mix = NgramConfig()
+    for label, flags, options, context in (
+        ("rnnlab compress", "", {}, "trained on train.txt"),
         (
             f"rnnlab compress --dynamic (lr {dynamic.lr:g}, decay {dynamic.decay:g}, segment {dynamic.segment})",
+            " --dynamic",
             {"dynamic": dynamic},
-            "trained on train.txt, adapts to valid.txt as it codes",
+            f"trained on train.txt, {adapts}",
+        ),
+        ("rnnlab compress --mix", " --mix", {"mix": mix}, f"trained on train.txt, {memory}"),
+        (
+            "rnnlab compress --dynamic --mix",
+            " --dynamic --mix",
+            {"dynamic": dynamic, "mix": mix},
+            f"trained on train.txt, {adapts}, {memory}",
         ),
     ):
         blob, encode, decode = round_trip(coder, lm, valid, **options)
         header = coder.read_header(blob).size
         rows.append(row(label, context, len(blob), f"| {encode:.2f} | {decode:.2f} |"))
         rows.append(row(f"{label}: payload only (without the {header}-byte header)", "", len(blob) - header))
-        eval_flag = " --dynamic" if options else ""
-        ideal = eval_bits(lm, valid, options.get("dynamic"))
-        rows.append(row(f"`rnnlab eval{eval_flag}` log loss (+ log2 V for the first char)", "", ideal / 8))
+        ideal = eval_bits(lm, valid, options.get("dynamic"), options.get("mix"))
+        rows.append(row(f"`rnnlab eval{flags}` log loss (+ log2 V for the first char)", "", ideal / 8))
 
     speed = []
     if args.baseline:

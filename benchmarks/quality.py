@@ -1,8 +1,10 @@
 """Model quality under a wall-clock budget: train on ../shared/data/<corpus>/train.*, then score the
-held-out valid.* with `rnnlab eval`'s code path; print the bpc beside xz and PPMd (7z) computed in the
-same run (each compressor given the training text as context: size(train+valid) - size(train)).
+held-out valid.* with `rnnlab eval`'s code path, and compress it into a real file with the best settings
+(`rnnlab compress --dynamic --mix`); print the bpc beside xz, PPMd (7z) and zpaq -m5 computed in the same run
+(each compressor given the training text as context: size(train+valid) - size(train)), and beside a small
+Transformer trained on the same tokens for the same wall time (benchmarks/transformer_peer.py, x-transformers).
 
-    python benchmarks/quality.py --corpus shakespeare --time 20m [--preset small] [-- extra train flags]
+    python benchmarks/quality.py --corpus shakespeare --time 20m [--preset small] [--no-peer] [-- train flags]
 
 The validation file is only ever read for the final score: model selection uses the last 2% of the
 training file (`--val-fraction 0.02`).
@@ -26,16 +28,25 @@ import rnnlab
 from common import RESULTS, corpus, machine, write_result
 from rnnlab.config import parse_duration
 from rnnlab.data.prepare import TokenStore
+from rnnlab.lm import compress as coder
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.ngram import NgramConfig
 
 
 def compressed_bits(tool: str, data: bytes) -> int | None:
-    """Compressed size in bits of `data` with `tool` ('xz' or 'ppmd'), or None if the tool is missing."""
+    """Compressed size in bits of `data` with `tool` ('xz', 'ppmd' or 'zpaq'), or None if the tool is missing."""
     if tool == "xz":
         if not shutil.which("xz"):
             return None
         return 8 * len(subprocess.run(["xz", "-9e", "-c"], input=data, capture_output=True, check=True).stdout)
+    if tool == "zpaq":
+        if not shutil.which("zpaq"):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "in.txt", Path(tmp) / "out.zpaq"
+            src.write_bytes(data)
+            subprocess.run(["zpaq", "a", str(dst), str(src), "-m5"], capture_output=True, check=True)
+            return 8 * dst.stat().st_size
     seven_zip = shutil.which("7z") or shutil.which("7zz")  # p7zip or Debian's 7zip package
     if seven_zip is None:
         return None
@@ -51,7 +62,7 @@ def baselines(train: Path, valid: Path) -> dict[str, float]:
     train_bytes, valid_bytes = train.read_bytes(), valid.read_bytes()
     chars = len(valid.read_text())
     out = {}
-    for tool in ("xz", "ppmd"):
+    for tool in ("xz", "ppmd", "zpaq"):
         both, alone = compressed_bits(tool, train_bytes + valid_bytes), compressed_bits(tool, train_bytes)
         if both is not None and alone is not None:
             out[tool] = (both - alone) / chars
@@ -72,8 +83,49 @@ def tune_dynamic(lm: rnnlab.LanguageModel, run: Path) -> DynamicConfig | None:
     return DynamicConfig(lr=best)
 
 
+def compressed_file(
+    lm: rnnlab.LanguageModel, valid: Path, dynamic: DynamicConfig | None, mix: NgramConfig
+) -> dict[str, float]:
+    """`rnnlab compress` of valid with the best settings (dynamic + mix, or mix): the file's bits per character,
+    its round trip checked, and the speeds of that coder and of the static one (on the first 64 KB), in KB/s."""
+    data = valid.read_bytes()
+    chars = len(data.decode("utf-8", errors="replace"))
+    speeds = {}
+    for name, options, part in (("static", {}, data[:65536]), ("best", {"dynamic": dynamic, "mix": mix}, data)):
+        start = time.perf_counter()
+        blob = coder.compress(lm, part, **options)
+        middle = time.perf_counter()
+        if coder.decompress(lm, blob) != part:
+            raise SystemExit("the round trip of the compressed file failed")
+        end = time.perf_counter()
+        speeds[f"{name}_compress_kbs"] = len(part) / 1024 / (middle - start)
+        speeds[f"{name}_decompress_kbs"] = len(part) / 1024 / (end - middle)
+    print(f"compressed file: {len(blob)} bytes, {8 * len(blob) / chars:.4f} bpc; {speeds}", flush=True)
+    return {"file_bpc": 8 * len(blob) / chars, "file_bytes": len(blob), **speeds}
+
+
+def transformer(run: Path, valid: Path, budget: str, threads: int) -> dict[str, float] | None:
+    """benchmarks/transformer_peer.py on the run's tokens for the same wall time; None without x-transformers."""
+    try:
+        import x_transformers  # noqa: F401
+    except ImportError:
+        print("skipped the Transformer: pip install x-transformers")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peer.json"
+        command = [sys.executable, str(Path(__file__).with_name("transformer_peer.py")), str(run), str(valid)]
+        command += ["--time", budget, "--json", str(out), *(["--threads", str(threads)] if threads else [])]
+        subprocess.run(command, check=True)
+        return json.loads(out.read_text())
+
+
 def _fmt(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "-"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    """ours / theirs, the goal column's figure (at most 0.95), or '-' where either is missing."""
+    return f"{ours / theirs:.3f}x" if ours is not None and theirs else "-"
 
 
 def main() -> None:
@@ -84,6 +136,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: benchmarks/runs/<corpus>)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training and eval (0: default)")
     parser.add_argument("--no-dynamic", action="store_true", help="skip dynamic evaluation")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Transformer")
     parser.add_argument(
         "--baselines-only", action="store_true", help="recompute only xz/PPMd for a corpus already in quality.json"
     )
@@ -126,6 +179,8 @@ def main() -> None:
         dynamic_bpc = lm.score_files([valid], dynamic).bits_per_char
         dynamic_mixed = lm.score_files([valid], dynamic, NgramConfig()).bits_per_char
         print(f"valid, dynamic: {dynamic_bpc:.4f} bpc; dynamic + mixing: {dynamic_mixed:.4f} bpc", flush=True)
+    best = compressed_file(lm, valid, dynamic, NgramConfig())
+    peer = None if args.no_peer else transformer(out, valid, args.time, args.threads)
     base = baselines(train, valid)
     result = {
         "corpus": args.corpus,
@@ -141,10 +196,13 @@ def main() -> None:
         "valid_bpc_dynamic_mix": dynamic_mixed,
         "dynamic_lr": dynamic.lr if dynamic else None,
         "baselines_bpc": base,
+        "compressed": best,
+        "transformer": peer,
         "machine": machine(),
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result, indent=2))
+    results = json.loads(store.read_text()) if store.exists() else {}  # again: another corpus may have finished
     results[args.corpus] = result
     store.write_text(json.dumps(results, indent=2) + "\n")
     print(write_result("quality.md", TITLE, report(results), _commands(results)))
@@ -158,20 +216,34 @@ def _commands(results: dict[str, dict]) -> str:
     return "` and `".join(r["command"] for r in results.values() if r.get("command"))
 
 
+def _speeds(r: dict) -> str:
+    """The coders' speeds of a corpus's run, for its note."""
+    c = r.get("compressed")
+    if not c:
+        return ""
+    return (
+        f"; compress / decompress KB/s: --dynamic --mix {c['best_compress_kbs']:.2f} / {c['best_decompress_kbs']:.2f}, "
+        f"static {c['static_compress_kbs']:.2f} / {c['static_decompress_kbs']:.2f} (first 64 KB, same run)"
+    )
+
+
 def report(results: dict[str, dict]) -> str:
     """The results page: how the numbers were made, then one row per corpus."""
     header = (
-        "| corpus | network | + n-gram mix | + dynamic eval | + dynamic + mix | xz -9e | PPMd o16 "
+        "| corpus | network | + n-gram mix | + dynamic eval | + dynamic + mix | compressed file | xz -9e "
+        "| PPMd o16 | zpaq -m5 | file / zpaq | Transformer (network) | network / Transformer "
         "| preset / flags | params | budget | wall |"
     )
-    rows = [header, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    rows = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in results.values():
-        b = r["baselines_bpc"]
+        b, file_bpc = r["baselines_bpc"], (r.get("compressed") or {}).get("file_bpc")
+        peer = (r.get("transformer") or {}).get("bpc")
         rows.append(
             f"| {r['corpus']} | {r['valid_bpc']:.3f} | {_fmt(r.get('valid_bpc_mix'))} | "
-            f"{_fmt(r.get('valid_bpc_dynamic'))} | **{_fmt(r.get('valid_bpc_dynamic_mix'))}** | "
-            f"{_fmt(b.get('xz'))} | {_fmt(b.get('ppmd'))} | `{' '.join(r['flags'])}` | {r['params']:,} | "
-            f"{r['budget_s'] / 60:.0f} min | {r['wall_s']} s |"
+            f"{_fmt(r.get('valid_bpc_dynamic'))} | {_fmt(r.get('valid_bpc_dynamic_mix'))} | **{_fmt(file_bpc)}** | "
+            f"{_fmt(b.get('xz'))} | {_fmt(b.get('ppmd'))} | {_fmt(b.get('zpaq'))} | "
+            f"{_ratio(file_bpc, b.get('zpaq'))} | {_fmt(peer)} | {_ratio(r['valid_bpc'], peer)} | "
+            f"`{' '.join(r['flags'])}` | {r['params']:,} | {r['budget_s'] / 60:.0f} min | {r['wall_s']} s |"
         )
     body = (
         "Trained on `train.*` only (model selection on its last 2%), scored on `valid.*` by `rnnlab eval`'s "
@@ -180,10 +252,18 @@ def report(results: dict[str, dict]) -> str:
         "2017, `--dynamic`) adapts the weights while scoring, each token scored before it is trained on; its "
         "step size is chosen on the held-out tail of the training file. N-gram mixing (`--mix`, "
         "rnnlab.lm.ngram) mixes the network online with an interpolated n-gram model of the training text and "
-        "the text read so far; its defaults were chosen on the Shakespeare training tail.\n\n" + "\n".join(rows) + "\n"
+        "the text read so far; its defaults were chosen on the Shakespeare training tail. *Compressed file*: the "
+        "size of `rnnlab compress --dynamic --mix` on valid (its round trip checked), in bits per character; "
+        "zpaq -m5 gets the training text as context like xz and PPMd. *Transformer*: benchmarks/transformer_peer.py "
+        "(x-transformers), about the same parameter count, trained on the same tokens for the same wall time on "
+        "the same machine, every scored token seeing at least half of its 256-token context; network-only bpc "
+        "beside rnnlab's network-only bpc. Goals: file / zpaq and network / Transformer at most 0.95x.\n\n"
+        + "\n".join(rows)
+        + "\n"
     )
     notes = [
         f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}; dynamic-evaluation step {r.get('dynamic_lr')}"
+        + _speeds(r)
         for r in results.values()
     ]
     if any(r.get("threads") == 1 for r in results.values()):

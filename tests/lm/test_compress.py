@@ -7,6 +7,7 @@ import glob
 import inspect
 import math
 import shlex
+import shutil
 import string
 import struct
 import textwrap
@@ -34,6 +35,7 @@ from rnnlab.lm.compress import (
 )
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import RNNLM, LanguageModel
+from rnnlab.lm.ngram import NgramConfig, OnlineMixer, mixed_nats
 
 # Real text: Python's own source. The models train on the first part; HELD_OUT is never trained on.
 SOURCE = "".join(inspect.getsource(module) for module in (textwrap, string, shlex, fnmatch, glob))
@@ -243,3 +245,95 @@ def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, cli) -> None:
     code, _, err = cli("decompress", byte_run, packed, unpacked)
     assert code == 2
     assert err.startswith("error: ") and "truncated" in err and len(err.strip().splitlines()) == 1
+
+
+MIX = NgramConfig(block=16)
+
+
+def test_mix_round_trip_and_size_match_eval_mix(char_run: Path, byte_run: Path) -> None:
+    """--mix and --dynamic --mix: the mixer's settings travel in the header, the file decodes to the same bytes,
+    and its size is `eval --mix`'s total bits (the same mixture, computed all at once) within 1% plus the flush."""
+    text = HELD_OUT[:1500].encode()
+    for run in (char_run, byte_run):
+        lm = LanguageModel.load(run)
+        static = compress(lm, text)
+        for dynamic in (None, DYNAMIC):
+            blob = compress(lm, text, dynamic=dynamic, mix=MIX)
+            header = read_header(blob)
+            assert header.mix == MIX and header.dynamic == dynamic
+            assert decompress(lm, blob) == text
+            score = lm.score(text, dynamic=dynamic, mix=MIX)
+            ideal = score.nats_per_token * score.tokens / math.log(2) + math.log2(lm.module.config.vocab_size)
+            payload_bits = 8 * (len(blob) - header.size)
+            assert abs(payload_bits - ideal) <= 0.01 * ideal + 64, (payload_bits, ideal)
+            assert len(blob) < 0.9 * len(static)  # the n-gram memory of the training text pays
+
+
+def test_mix_coding_equals_the_offline_mixture_token_by_token() -> None:
+    """The coder's mixer (`OnlineMixer`: whole distributions, one token at a time, merging as it goes) gives each
+    token the probability `mixed_nats` gives it, and every distribution sums to one."""
+    rng = np.random.default_rng(0)
+    V = 7
+    history, tokens = rng.integers(0, V, 2000) % (rng.integers(1, V, 2000)), rng.integers(0, V, 600) % 3
+    network = rng.dirichlet(np.ones(V), size=len(tokens))
+    mixer = OnlineMixer(history, V, MIX, merge_every=50)
+    mixer.feed(int(tokens[0]))
+    coded = []
+    for i in range(1, len(tokens)):
+        p = mixer.predict(network[i])
+        assert abs(p.sum() - 1) < 1e-12 and p.min() > 0
+        coded.append(-math.log(p[tokens[i]]))
+        mixer.update(int(tokens[i]))
+    offline = mixed_nats(-np.log(network[np.arange(1, len(tokens)), tokens[1:]]), history, tokens, V, MIX)
+    np.testing.assert_allclose(coded, offline, rtol=1e-12, atol=1e-12)
+
+
+def test_a_changed_training_text_or_model_is_refused_by_mix_files(char_run: Path, tmp_path: Path) -> None:
+    text = HELD_OUT[:300].encode()
+    blob = compress(LanguageModel.load(char_run), text, mix=MIX)
+    other = tmp_path / "other"
+    shutil.copytree(char_run, other)
+    train_bin = other / "tokens" / "train.bin"
+    ids = train_bin.read_bytes()
+    width = len(ids) // len(LanguageModel.load(char_run).training_tokens())
+    backwards = np.frombuffer(ids, dtype=f"<u{width}")[::-1].tobytes()  # the same ids, in the other order
+    assert backwards != ids
+    train_bin.write_bytes(backwards)
+    with pytest.raises(RnnlabError, match="different training text"):
+        decompress(LanguageModel.load(other), blob)
+    with pytest.raises(RnnlabError, match="tokens/ folder"):  # no training text at all
+        lm = LanguageModel.load(char_run)
+        decompress(LanguageModel(lm.module, lm.tokenizer), blob)  # the same model, outside its run directory
+
+
+def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Path) -> None:
+    lm = LanguageModel.load(char_run)
+    blob = compress(lm, HELD_OUT[:200].encode(), mix=MIX)
+    at = HEADER_SIZE - 4  # the mixer's settings start where a static header's checksum would
+    for settings in (
+        NgramConfig(discount=0.0),
+        NgramConfig(lr=math.inf),
+        NgramConfig(block=0),
+        NgramConfig(orders=()),
+    ):
+        memory = read_header(blob).memory
+        packed = struct.pack(
+            "<ddIB16s16s",
+            settings.discount,
+            settings.lr,
+            settings.block,
+            len(settings.orders),
+            bytes(settings.orders),
+            memory,
+        )
+        header = blob[:at] + packed
+        forged = header + struct.pack("<I", zlib.crc32(header)) + blob[read_header(blob).size :]
+        with pytest.raises(RnnlabError, match="its mixer settings"):
+            decompress(lm, forged)
+    original, packed_file = tmp_path / "in.txt", tmp_path / "in.rnnz"
+    original.write_text(HELD_OUT[:400])
+    code, _, err = cli("compress", char_run, original, packed_file, "--mix", "--mix-discount", "2")
+    assert code == 2 and err == "error: --mix-discount must be in (0, 1], got 2.0\n" and not packed_file.exists()
+    assert cli("compress", char_run, original, packed_file, "--mix")[0] == 0
+    code, _, err = cli("decompress", char_run, packed_file, tmp_path / "out.txt")
+    assert code == 0 and (tmp_path / "out.txt").read_text() == original.read_text()

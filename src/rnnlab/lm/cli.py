@@ -102,6 +102,16 @@ def sample(
         sys.stdout.write("\n")
 
 
+# The settings of dynamic evaluation and of n-gram mixing, the same for `eval` and `compress` (whose file keeps them).
+Dynamic = Annotated[bool, Opt(help="Dynamic evaluation: adapt the model to the text as it reads it (Krause et al.).")]
+Mix = Annotated[bool, Opt(help="Mix the network with an n-gram model of the training split and the text read so far.")]
+DynamicLr = Annotated[float, Opt(help="Dynamic evaluation step size.")]
+DynamicDecay = Annotated[float, Opt(help="Dynamic evaluation decay toward the trained weights.")]
+DynamicSegment = Annotated[int, Opt(help="Dynamic evaluation segment length (tokens) between updates.")]
+MixLr = Annotated[float, Opt(help="Step size of the online mixer.")]
+MixDiscount = Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")]
+
+
 @app.command("eval")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
@@ -111,19 +121,13 @@ def evaluate(
     streams: Annotated[
         int, Opt(help="1: exact, one stream. N > 1: N segments at once, each warmed up on the text before it (faster).")
     ] = 1,
-    dynamic: Annotated[
-        bool, Opt(help="Dynamic evaluation: adapt to the text while scoring it (Krause et al.).")
-    ] = False,
-    dynamic_lr: Annotated[float, Opt(help="Dynamic evaluation step size.")] = DynamicConfig.lr,
-    dynamic_decay: Annotated[
-        float, Opt(help="Dynamic evaluation decay toward the trained weights.")
-    ] = DynamicConfig.decay,
-    dynamic_segment: Annotated[int, Opt(help="Dynamic evaluation segment length (tokens).")] = DynamicConfig.segment,
-    mix: Annotated[
-        bool, Opt(help="Mix the network with an n-gram model of the training split and the text already scored.")
-    ] = False,
-    mix_lr: Annotated[float, Opt(help="Step size of the online mixer.")] = NgramConfig.lr,
-    mix_discount: Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")] = NgramConfig.discount,
+    dynamic: Dynamic = False,
+    dynamic_lr: DynamicLr = DynamicConfig.lr,
+    dynamic_decay: DynamicDecay = DynamicConfig.decay,
+    dynamic_segment: DynamicSegment = DynamicConfig.segment,
+    mix: Mix = False,
+    mix_lr: MixLr = NgramConfig.lr,
+    mix_discount: MixDiscount = NgramConfig.discount,
 ) -> None:
     """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state,
     every token with its full history)."""
@@ -196,13 +200,13 @@ def compress(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of the model.")],
     input: Annotated[Path, typer.Argument(help="File to compress (any file for byte models, text for char models).")],
     output: Annotated[Path, typer.Argument(help="Compressed file to write.")],
-    dynamic: Annotated[
-        bool,
-        Opt(help="Adapt the model to the text as it codes (dynamic evaluation); the settings go in the file."),
-    ] = False,
-    dynamic_lr: Annotated[float, Opt(help="Step size, as for `eval --dynamic`.")] = DynamicConfig.lr,
-    dynamic_decay: Annotated[float, Opt(help="Decay toward the trained weights.")] = DynamicConfig.decay,
-    dynamic_segment: Annotated[int, Opt(help="Segment length (tokens) between updates.")] = DynamicConfig.segment,
+    dynamic: Dynamic = False,
+    dynamic_lr: DynamicLr = DynamicConfig.lr,
+    dynamic_decay: DynamicDecay = DynamicConfig.decay,
+    dynamic_segment: DynamicSegment = DynamicConfig.segment,
+    mix: Mix = False,
+    mix_lr: MixLr = NgramConfig.lr,
+    mix_discount: MixDiscount = NgramConfig.discount,
 ) -> None:
     from rnnlab.lm.compress import compress as compress_bytes
     from rnnlab.lm.compress import tokenize
@@ -210,18 +214,23 @@ def compress(
     adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
     if adapt is not None:
         adapt.validate()
+    ngram = NgramConfig(lr=mix_lr, discount=mix_discount) if mix else None
+    if ngram is not None:
+        ngram.validate()
     data = _read(input)
     check_output(output)
     lm = LanguageModel.load(run_dir, device="cpu")
+    if ngram is not None:
+        lm.training_tokens()  # a run without its training text fails here, before any work
     start = time.perf_counter()
     with _progress("compressing", len(tokenize(lm, data))) as progress:
-        blob = compress_bytes(lm, data, progress, adapt)
+        blob = compress_bytes(lm, data, progress, adapt, ngram)
     write_output(output, blob)
     console.print(f"{output}: {_summary(data, len(blob), time.perf_counter() - start)}", soft_wrap=True)
 
 
 @app.command(
-    help=f"Decompress INPUT (from `rnnlab compress`, static or --dynamic: the file says) into OUTPUT with the "
+    help=f"Decompress INPUT (from `rnnlab compress`; --dynamic and --mix: the file says) into OUTPUT with the "
     f"same model. {_DETERMINISM}"
 )
 def decompress(

@@ -21,6 +21,12 @@ coded: after each segment of T tokens, both sides take the same gradient step (`
 on the same segment from the same state, so their weights stay bit-identical too. The settings are in
 the header: decompression needs no options. Speed is dominated by that forward/backward pass per segment.
 
+With `mix` (rnnlab.lm.ngram) the network's distribution is mixed with an n-gram model of the run's training
+split and of the text coded so far, the mixture of `rnnlab eval --mix` computed over the whole vocabulary for
+each token (`OnlineMixer`); the table is quantised from the mixed probabilities. Both sides feed the mixer the
+same tokens, so its counts and weights stay identical. The header holds the mixer's settings and a SHA-256
+prefix of the training tokens, so a file meets the same n-gram memory when it is decoded or fails clearly.
+
 Determinism conditions: compress and decompress on CPU (load the model with device="cpu"), with the same
 rnnlab, PyTorch and NumPy versions, on the same kind of CPU (kernels may round differently on other
 instruction sets), single-threaded in PyTorch (`torch.set_num_threads(1)` is set for the duration of a
@@ -32,7 +38,8 @@ wrong data.
 File format (version 2), little-endian:
     magic "RNNZ" | version u8 | flags u8 | model id 16 bytes | tokens u64 | bytes u64 | crc32 of the
     original u32 | payload length u64 | [flags & 1, dynamic: lr f64 | decay f64 | beta f64 | eps f64 |
-    segment u32] | crc32 of the header so far u32 | payload
+    segment u32] | [flags & 2, mix: discount f64 | lr f64 | block u32 | orders count u8 | orders 16 x u8 |
+    n-gram memory id 16 bytes] | crc32 of the header so far u32 | payload
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
 the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
 whose tables differ) are refused with a clear error. The header's lengths must agree with each other and
@@ -63,6 +70,7 @@ import torch.nn.functional as F
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.dynamic import DynamicConfig, rms_step
 from rnnlab.lm.model import RNNLM, LanguageModel
+from rnnlab.lm.ngram import NgramConfig, OnlineMixer, memory_id
 from rnnlab.lm.stepper import make_stepper
 from rnnlab.nn.recurrent import State
 from rnnlab.threads import one_thread
@@ -70,10 +78,12 @@ from rnnlab.threads import one_thread
 MAGIC = b"RNNZ"
 VERSION = 2
 DYNAMIC_FLAG = 1
+MIX_FLAG = 2
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
 _DYNAMIC = struct.Struct("<ddddI")  # lr, decay, beta, eps, segment
+_MIX = struct.Struct("<ddIB16s16s")  # discount, lr, block, number of orders, orders, n-gram memory id
 _HEADER_CRC = struct.Struct("<I")
-HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic settings
+HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic or mixer settings
 DYNAMIC_HEADER_SIZE = HEADER_SIZE + _DYNAMIC.size
 
 # Frequencies sum to TOTAL = 2^TOTAL_BITS. With a 64-bit range kept >= 2^56, r = range >> 24 >= 2^32, so
@@ -199,6 +209,19 @@ def quantise(logits: np.ndarray) -> np.ndarray:
         raise RnnlabError("the model produced non-finite logits; it cannot drive the coder")
     z -= top
     np.exp(z, out=z)
+    return _cumulative(z)
+
+
+def quantise_probs(p: np.ndarray) -> np.ndarray:
+    """As `quantise`, from probabilities (float64, not necessarily normalised): u = floor(2^32 · p / max p)."""
+    top = p.max()
+    if not (math.isfinite(top) and top > 0):
+        raise RnnlabError("the mixer produced no distribution (non-finite or zero probabilities)")
+    return _cumulative(p / top)
+
+
+def _cumulative(z: np.ndarray) -> np.ndarray:
+    """The cumulative table from relative weights z in [0, 1] whose largest is 1 (see `quantise`); z is reused."""
     z *= _SCALE
     freq = z.astype(np.int64)
     V, mass = len(freq), int(freq.sum())
@@ -239,10 +262,19 @@ class _Adapter:
             rms_step(self.params, self.trained, self.mean_square, self.config)
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """The network's distribution in float64, for the mixer."""
+    z = logits.astype(np.float64)
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    return z
+
+
 class _Predictor:
     """The one code path both sides use: the frequency table of each token given the tokens before it."""
 
-    def __init__(self, lm: LanguageModel, dynamic: DynamicConfig | None) -> None:
+    def __init__(self, lm: LanguageModel, dynamic: DynamicConfig | None, mix: NgramConfig | None = None) -> None:
         if lm.device.type != "cpu" or lm.module.head.weight.dtype != torch.float32:
             raise RnnlabError("compression needs the model in float32 on CPU (load it with device='cpu')")
         module = lm.module.eval()
@@ -255,6 +287,7 @@ class _Predictor:
         self.V = module.config.vocab_size
         if self.V < 2:  # every token would be certain: nothing to code, and no bound on a file's length
             raise RnnlabError("compression needs a vocabulary of at least 2 tokens")
+        self.mixer = None if mix is None else OnlineMixer(lm.training_tokens(), self.V, mix)
 
     def tables(self) -> Generator[np.ndarray, int, None]:
         """Yields token 0's table (uniform: it has no context), then, each time the caller sends the token it
@@ -264,8 +297,15 @@ class _Predictor:
         update uses them and the state the segment started from, exactly as `rnnlab.lm.dynamic.dynamic_nats`."""
         token = yield uniform_table(self.V)
         segment, start = [token], None
+        if self.mixer is not None:
+            self.mixer.feed(token)
         while True:
-            token = yield quantise(self.stepper.step(token))
+            logits = self.stepper.step(token)
+            if self.mixer is None:
+                token = yield quantise(logits)
+            else:
+                token = yield quantise_probs(self.mixer.predict(_softmax(logits)))
+                self.mixer.update(token)
             if self.adapter is not None:
                 segment.append(token)
                 if len(segment) > self.adapter.config.segment:
@@ -322,14 +362,20 @@ def _untokenize(lm: LanguageModel, ids: list[int]) -> bytes:
 
 
 def compress(
-    lm: LanguageModel, data: bytes, progress: Progress | None = None, dynamic: DynamicConfig | None = None
+    lm: LanguageModel,
+    data: bytes,
+    progress: Progress | None = None,
+    dynamic: DynamicConfig | None = None,
+    mix: NgramConfig | None = None,
 ) -> bytes:
-    """Compress `data` with `lm`'s next-token predictions (adapting as it goes with `dynamic`); `decompress`
-    with the same model inverts it."""
+    """Compress `data` with `lm`'s next-token predictions (adapting as it goes with `dynamic`, mixed with the
+    n-gram model of its run's training text with `mix`); `decompress` with the same run inverts it."""
+    if mix is not None:
+        _check_orders(mix)
     ids = tokenize(lm, data).tolist()
     payload = b""
     if ids:
-        predictor, coder = _Predictor(lm, dynamic), RangeEncoder()
+        predictor, coder = _Predictor(lm, dynamic, mix), RangeEncoder()
         with one_thread(), torch.inference_mode():
             tables = predictor.tables()
             table = next(tables)
@@ -343,11 +389,22 @@ def compress(
         payload = coder.finish()
     if progress is not None:
         progress(len(ids))
-    flags = DYNAMIC_FLAG if dynamic is not None else 0
+    flags = (DYNAMIC_FLAG if dynamic is not None else 0) | (MIX_FLAG if mix is not None else 0)
     header = _HEADER.pack(MAGIC, VERSION, flags, model_id(lm), len(ids), len(data), zlib.crc32(data), len(payload))
     if dynamic is not None:
         header += _DYNAMIC.pack(dynamic.lr, dynamic.decay, dynamic.beta, dynamic.eps, dynamic.segment)
+    if mix is not None:
+        memory = memory_id(lm.training_tokens(), lm.tokenizer.vocab_size)
+        orders = bytes(mix.orders).ljust(16, b"\0")
+        header += _MIX.pack(mix.discount, mix.lr, mix.block, len(mix.orders), orders, memory)
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
+
+
+def _check_orders(mix: NgramConfig) -> None:
+    """The orders a header can hold: at most 16, each below 256."""
+    mix.validate()
+    if len(mix.orders) > 16 or max(mix.orders) > 255:
+        raise RnnlabError(f"a compressed file holds at most 16 n-gram orders below 256, got {mix.orders}")
 
 
 def max_tokens(payload: int, vocab_size: int) -> int:
@@ -375,6 +432,8 @@ class Header(NamedTuple):
     crc32: int
     payload: int
     dynamic: DynamicConfig | None  # the settings it was coded with, or None: static
+    mix: NgramConfig | None  # the mixer's settings, or None: the network alone
+    memory: bytes  # with mix: the n-gram memory's id (`rnnlab.lm.ngram.memory_id`); otherwise empty
     size: int  # of the header itself
 
 
@@ -384,14 +443,14 @@ def read_header(blob: bytes) -> Header:
     if len(blob) < HEADER_SIZE or blob[:4] != MAGIC:
         raise RnnlabError("not an rnnlab compressed file (bad magic bytes or shorter than the header)")
     _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack_from(blob)
-    dynamic = None
-    end = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
+    dynamic, mix, memory = None, None, b""
+    end = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0) + (_MIX.size if flags & MIX_FLAG else 0)
     if len(blob) < end + _HEADER_CRC.size:
         raise RnnlabError("compressed file is truncated (inside its header)")
     (crc,) = _HEADER_CRC.unpack_from(blob, end)
     if zlib.crc32(blob[:end]) != crc:
         raise RnnlabError("compressed file is corrupt (header checksum mismatch)")
-    if version != VERSION or flags & ~DYNAMIC_FLAG:
+    if version != VERSION or flags & ~(DYNAMIC_FLAG | MIX_FLAG):
         raise RnnlabError(
             f"unsupported compressed format version {version} (flags {flags}); this rnnlab reads {VERSION}"
         )
@@ -402,6 +461,14 @@ def read_header(blob: bytes) -> Header:
             dynamic.validate()
         except RnnlabError as exc:
             raise RnnlabError(f"compressed file is corrupt (its dynamic settings: {exc})") from None
+    if flags & MIX_FLAG:
+        at = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
+        discount, lr, block, count, orders, memory = _MIX.unpack_from(blob, at)
+        mix = NgramConfig(orders=tuple(orders[:count]), discount=discount, lr=lr, block=block)
+        try:
+            _check_orders(mix)
+        except RnnlabError as exc:
+            raise RnnlabError(f"compressed file is corrupt (its mixer settings: {exc})") from None
     start = end + _HEADER_CRC.size
     found = len(blob) - start
     if found != payload:
@@ -410,7 +477,7 @@ def read_header(blob: bytes) -> Header:
     # Every token decodes to at least one byte, and only an empty input has an empty payload.
     if tokens > size or (tokens == 0) != (size == 0) or (tokens == 0) != (payload == 0):
         raise RnnlabError(f"compressed file is corrupt (header says {tokens} tokens, {size} bytes, payload {payload})")
-    return Header(mid, tokens, size, data_crc, payload, dynamic, start)
+    return Header(mid, tokens, size, data_crc, payload, dynamic, mix, memory, start)
 
 
 def check_model(header: Header, lm: LanguageModel) -> None:
@@ -420,6 +487,11 @@ def check_model(header: Header, lm: LanguageModel) -> None:
         raise RnnlabError(
             f"file was compressed with a different model (id {header.model_id.hex()}, "
             f"this model is {model_id(lm).hex()})"
+        )
+    if header.mix is not None and header.memory != memory_id(lm.training_tokens(), lm.tokenizer.vocab_size):
+        raise RnnlabError(
+            "file was compressed with --mix over a different training text (its n-gram memory, "
+            f"id {header.memory.hex()}); decompress it with the run it was compressed with"
         )
     most = max_tokens(header.payload, lm.module.config.vocab_size)
     if header.tokens > most:
@@ -437,7 +509,7 @@ def decompress(lm: LanguageModel, blob: bytes, progress: Progress | None = None)
     n = header.tokens
     ids: list[int] = []
     if n:
-        predictor, coder = _Predictor(lm, header.dynamic), RangeDecoder(blob[header.size :])
+        predictor, coder = _Predictor(lm, header.dynamic, header.mix), RangeDecoder(blob[header.size :])
         with one_thread(), torch.inference_mode():
             tables = predictor.tables()
             table = next(tables)

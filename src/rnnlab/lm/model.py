@@ -259,7 +259,7 @@ class LanguageModel:
 
         return path.read_bytes() if self.tokenizer.kind == "byte" else read_text(path)
 
-    def _history(self) -> np.ndarray:
+    def training_tokens(self) -> np.ndarray:
         """The run's training split, the n-gram mixer's memory of the training text. Never the validation
         split: a run's validation text is held out, and is what users score to measure the model."""
         from rnnlab.data.prepare import TokenStore
@@ -299,7 +299,7 @@ class LanguageModel:
         else:
             nats = token_nats(self.module, ids, streams, device=self.device)
         if mix is not None:
-            nats = mixed_nats(nats, self._history(), ids, self.tokenizer.vocab_size, mix)
+            nats = mixed_nats(nats, self.training_tokens(), ids, self.tokenizer.vocab_size, mix)
         if not np.isfinite(nats).all():
             cause = "--dynamic-lr may be too large, or " if dynamic is not None else ""
             raise RnnlabError(f"scoring {name} gave non-finite log-probabilities: {cause}the model's weights are bad")

@@ -29,6 +29,7 @@ after each block of tokens from that block's losses only, so they never depend o
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -123,14 +124,25 @@ def mix(experts: np.ndarray, classes: np.ndarray, n_classes: int, config: NgramC
     out = np.empty(P)
     for start in range(0, P, config.block):
         e, c = experts[start : start + config.block], classes[start : start + config.block]
-        a = logits[c]
-        w = np.exp(a - a.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        p = (w * e).sum(axis=1)
-        out[start : start + config.block] = p
-        grad = w - w * e / p[:, None]
-        np.add.at(logits, c, -config.lr * grad)
+        out[start : start + config.block] = _learn(logits, c, e, config.lr)
     return out
+
+
+def _weights(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis: the mixing weights of each row of mixer logits."""
+    w = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    return w
+
+
+def _learn(logits: np.ndarray, classes: np.ndarray, experts: np.ndarray, lr: float) -> np.ndarray:
+    """One block of a mixer: the mixed probability p of each row's token under the weights of its class, then one
+    gradient step on the block's summed −ln p, in place. Returns p."""
+    w = _weights(logits[classes])
+    p = (w * experts).sum(axis=1)
+    grad = w - w * experts / p[:, None]
+    np.add.at(logits, classes, -lr * grad)
+    return p
 
 
 def mixed_nats(
@@ -142,7 +154,153 @@ def mixed_nats(
     network = np.exp(-np.asarray(network_nats, dtype=np.float64))[:, None]
     experts = np.concatenate([network, experts[1:]], axis=1)
     longest, seen = longest_seen[1:, 0], longest_seen[1:, 1]
-    by_order = mix(experts, longest * 3 + np.digitize(seen, [2, 4]), (max(config.orders) + 1) * 3, config)
+    by_order = mix(experts, _order_class(longest, seen), (max(config.orders) + 1) * 3, config)
     by_token = mix(experts, np.asarray(tokens[:-1], dtype=np.int64), vocab_size, config)
     both = np.stack([by_order, by_token], axis=1)
     return -np.log(mix(both, np.zeros(len(both), dtype=np.int64), 1, config))
+
+
+def _order_class(longest: np.ndarray | int, seen: np.ndarray | int) -> np.ndarray | int:
+    """The first mixer's context class: the longest order whose context was seen before, and whether it was
+    seen once, two or three times, or more."""
+    return longest * 3 + np.digitize(seen, [2, 4])
+
+
+def memory_id(history: np.ndarray, vocab_size: int) -> bytes:
+    """16 bytes identifying an n-gram memory: a SHA-256 prefix of its vocabulary size and tokens."""
+    h = hashlib.sha256(f"{vocab_size}:".encode())
+    h.update(np.ascontiguousarray(history, dtype="<i4").tobytes())
+    return h.digest()[:16]
+
+
+_MASK64 = (1 << 64) - 1
+
+
+class OnlineMixer:
+    """The mixture of `mixed_nats`, one token at a time and over the whole vocabulary, for the range coder: both
+    sides of `rnnlab.lm.compress` feed it the same tokens and network probabilities and get the same distributions.
+
+    The counts are those of `ngram_probs`, the same context hashes over `history` + the tokens fed so far. The
+    history's positions are sorted by context, level by level, so a context's counts are a `searchsorted` range
+    (those of the longest ranges are kept); the tokens fed since the last merge are compared all at once, and every
+    `merge_every` tokens they are merged into the sorted arrays. The mixers are `mix`'s: weights chosen by the
+    context class, and one gradient step after each block of `config.block` tokens, on that block's tokens only.
+    """
+
+    def __init__(self, history: np.ndarray, vocab_size: int, config: NgramConfig, merge_every: int = 8192) -> None:
+        config.validate()
+        self.V, self.config, self.merge_every = vocab_size, config, merge_every
+        self.levels = max(config.orders) + 1
+        self.columns = [n in config.orders for n in range(self.levels)]
+        seq = np.asarray(history, dtype=np.int64)
+        symbol = seq.astype(np.uint64) + np.uint64(1)
+        context = np.zeros(len(seq), dtype=np.uint64)
+        self.keys: list[np.ndarray] = []  # per level: the history's context hashes, sorted
+        self.next: list[np.ndarray] = []  # per level: the token after each, in the same order
+        for n in range(self.levels):
+            if n:
+                context[n:] = context[n:] * _PRIME + symbol[:-n]
+            order = np.argsort(context, kind="stable")
+            self.keys.append(context[order])
+            self.next.append(seq[order].astype(np.min_scalar_type(max(vocab_size - 1, 0))))
+        self.kept: list[dict[int, np.ndarray]] = [{} for _ in range(self.levels)]  # counts of long ranges
+        self.recent_keys = np.zeros((self.levels, merge_every), dtype=np.uint64)
+        self.recent_next = np.zeros(merge_every, dtype=np.int64)
+        self.recent = 0
+        self.tail = [int(t) + 1 for t in seq[-self.levels :]]  # the symbols of the last tokens, newest last
+        K = 1 + len(config.orders)
+        self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
+        self.block: list[tuple[int, int, np.ndarray]] = []  # (class 1, class 2, experts at the token) per row
+
+    def _hashes(self) -> list[int]:
+        """The context hash of the next position at every level (as `ngram_probs` computes it)."""
+        hashes, h = [], 0
+        for n in range(self.levels):
+            if n and n <= len(self.tail):
+                h = (h * int(_PRIME) + self.tail[-n]) & _MASK64
+            hashes.append(h)
+        return hashes
+
+    def _counts(self, hashes: list[int]) -> np.ndarray:
+        """(levels, V) counts of each token after the next position's context, at every level."""
+        counts = np.zeros((self.levels, self.V), dtype=np.int64)
+        for n, h in enumerate(hashes):
+            kept = self.kept[n].get(h)
+            if kept is not None:
+                counts[n] = kept
+                continue
+            keys = self.keys[n]
+            lo, hi = int(np.searchsorted(keys, np.uint64(h))), int(np.searchsorted(keys, np.uint64(h), "right"))
+            if hi > lo:
+                counts[n] = np.bincount(self.next[n][lo:hi], minlength=self.V)
+                if hi - lo > 256:
+                    self.kept[n][h] = counts[n].copy()
+        if self.recent:
+            query = np.array(hashes, dtype=np.uint64)[:, None]
+            match = self.recent_keys[:, : self.recent] == query
+            flat = (np.arange(self.levels)[:, None] * self.V + self.recent_next[None, : self.recent])[match]
+            counts += np.bincount(flat, minlength=self.levels * self.V).reshape(self.levels, self.V)
+        return counts
+
+    def predict(self, network: np.ndarray) -> np.ndarray:
+        """The mixed distribution over the V tokens of the next position, given the network's (float64, summing
+        to 1). Then `update` with the token that came there. Call `feed` with the first token instead: it has no
+        prediction (the coder codes it with a uniform table)."""
+        counts = self._counts(self._hashes())
+        d, p = self.config.discount, np.full(self.V, 1.0 / self.V)
+        experts, longest, seen = [network], 0, 0
+        for n in range(self.levels):
+            total = int(counts[n].sum())
+            if total:
+                p = (np.maximum(counts[n] - d, 0) + d * int(np.count_nonzero(counts[n])) * p) / total
+                longest, seen = n, total
+            if self.columns[n]:
+                experts.append(p)
+        self.experts = np.stack(experts)
+        self.classes = (int(_order_class(longest, seen)), self.tail[-1] - 1)
+        first, second = (
+            (_weights(self.logits[m][c])[:, None] * self.experts).sum(axis=0) for m, c in enumerate(self.classes)
+        )
+        w = _weights(self.logits[2][0])
+        return w[0] * first + w[1] * second
+
+    def update(self, token: int) -> None:
+        """Take the token that came where `predict` was last called: the mixers learn from it (a block at a
+        time), and it joins the counts."""
+        self.block.append((*self.classes, self.experts[:, token]))
+        if len(self.block) == self.config.block:
+            self._learn_block()
+        self.feed(token)
+
+    def feed(self, token: int) -> None:
+        """Take a token into the counts and the context, without a prediction to learn from."""
+        self.recent_keys[:, self.recent] = self._hashes()
+        self.recent_next[self.recent] = token
+        self.recent += 1
+        if self.recent == self.merge_every:
+            self._merge()
+        self.tail = [*self.tail, token + 1][-self.levels :]
+
+    def _learn_block(self) -> None:
+        """The mixers' step on the finished block, as `mix` takes it."""
+        c1, c2, e = (np.array(column) for column in zip(*self.block, strict=True))
+        first = _learn(self.logits[0], c1, e, self.config.lr)
+        second = _learn(self.logits[1], c2, e, self.config.lr)
+        _learn(self.logits[2], np.zeros(len(e), dtype=np.int64), np.stack([first, second], axis=1), self.config.lr)
+        self.block = []
+
+    def _merge(self) -> None:
+        """Move the recent tokens into the sorted arrays (and into the kept counts of their contexts)."""
+        tokens = self.recent_next[: self.recent]
+        for n in range(self.levels):
+            new = self.recent_keys[n, : self.recent]
+            order = np.argsort(new, kind="stable")  # inserted in order, so that equal insertion points stay sorted
+            at = np.searchsorted(self.keys[n], new[order])
+            self.keys[n] = np.insert(self.keys[n], at, new[order])
+            self.next[n] = np.insert(self.next[n], at, tokens[order])
+            kept = self.kept[n]
+            if kept:
+                for h, t in zip(new.tolist(), tokens.tolist(), strict=True):
+                    if h in kept:
+                        kept[h][t] += 1
+        self.recent = 0
