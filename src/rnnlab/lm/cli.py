@@ -24,7 +24,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.ngram import NgramConfig
-from rnnlab.lm.train import train as run_training
+from rnnlab.lm.train import run_training
 from rnnlab.rundir import check_output, write_output
 from rnnlab.ui import console
 
@@ -38,6 +38,7 @@ def train(
         Opt(help="Sizes for a 2-core CPU (tiny, small, medium) or a GPU (large); explicit flags override it."),
     ] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
+    overwrite: Annotated[bool, Opt(help="Replace the run in --out (once the new one is ready).")] = False,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -48,7 +49,7 @@ def train(
         import time
 
         out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    result = run_training(out=out, preset=preset, resume=resume, **options)
+    result = run_training(out=out, preset=preset, resume=resume, overwrite=overwrite, **options)
     best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
     console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
     if result.interrupted:

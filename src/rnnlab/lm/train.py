@@ -14,7 +14,11 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,7 @@ from rnnlab.rundir import (
 )
 from rnnlab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from rnnlab.train.distributed import Distributed, SilentReporter, session
-from rnnlab.train.loop import MAX_ROLLBACKS, Diverged, Loop
+from rnnlab.train.loop import MAX_ROLLBACKS, Callback, Callbacks, Diverged, Loop
 from rnnlab.train.optim import build_optimizer, initialise
 from rnnlab.train.precision import Precision, check_precision, compile_model
 from rnnlab.train.progress import Reporter
@@ -73,25 +77,68 @@ def train(
     inputs: list[str] | None = None,
     *,
     out: str | Path,
+    texts: Sequence[str] | None = None,
     preset: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
+    on_log: Callback | None = None,
+    on_eval: Callback | None = None,
+    on_checkpoint: Callback | None = None,
     **options: Any,
 ) -> TrainResult:
-    """Train a language model on `inputs` (files, directories, globs; none: the default corpus).
+    """Train a language model from Python on `inputs` (files, directories, globs), on `texts` (strings, each
+    read as a file would be), or on neither (the default corpus), into the run directory `out`.
 
-    Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, ...`), the same
-    names as the CLI flags. With `resume=True` the run in `out` continues exactly where its last
-    checkpoint left off; model options must then match the run's. Under `torchrun` every process calls
-    this; rank 0 prepares the run directory while the others wait (see rnnlab.train.distributed).
+    Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, max_time="20m", ...`):
+    the CLI's flags with underscores; durations may be strings. `resume=True` continues the run in `out`
+    exactly where its last checkpoint left off; `overwrite=True` replaces the run in `out` (only once the new
+    one is ready: a failed call leaves it as it was). The callbacks hear a dict of figures (`on_log` every
+    `log_every` steps: step, loss, lr, elapsed; `on_eval`: step, val_loss, val_bpc, best; `on_checkpoint`:
+    step); one that returns False stops training cleanly, with a checkpoint. Errors name these arguments.
+    """
+    try:
+        options = _python_values(options)
+        callbacks = Callbacks(on_log, on_eval, on_checkpoint)
+        if texts is None:
+            return run_training(inputs, out=out, preset=preset, resume=resume, overwrite=overwrite,
+                                progress=progress, callbacks=callbacks, **options)  # fmt: skip
+        if inputs:
+            raise RnnlabError("give inputs or texts, not both")
+        with _text_files(texts) as files:
+            label = [f"<{len(files)} text{'s' if len(files) > 1 else ''} given in Python>"]
+            return run_training(files, out=out, preset=preset, resume=resume, overwrite=overwrite,
+                                progress=progress, callbacks=callbacks, label=label, **options)  # fmt: skip
+    except RnnlabError as exc:
+        raise RnnlabError(_python_names(str(exc))) from None
 
-    Everything is checked before the first write: a failed call leaves `out` as it was. While training,
-    `out` is locked (`out/.lock`), so a second trainer on the same run stops with an error.
+
+def run_training(
+    inputs: list[str] | None = None,
+    *,
+    out: str | Path,
+    preset: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    callbacks: Callbacks | None = None,
+    label: list[str] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """`train` as the command line runs it (its errors name flags): `inputs` are paths; `label`, where given, is
+    what config.json records as the inputs instead of their paths (texts given in Python).
+
+    With `resume` the run's model options must match. Under `torchrun` every process calls this; rank 0
+    prepares the run directory while the others wait (see rnnlab.train.distributed). Everything is checked
+    before the first write: a failed call leaves `out` as it was. While training, `out` is locked
+    (`out/.lock`), so a second trainer on the same run stops with an error.
     """
     out = Path(out)
     options = {k: v for k, v in options.items() if v is not None}
     if inputs:
         options["inputs"] = list(inputs)
+    if resume and overwrite:
+        raise RnnlabError("--resume continues the run in --out and --overwrite replaces it: choose one")
     lock: RunLock | None = None
     try:
         with session(options.get("device", "auto")) as dist:
@@ -109,13 +156,13 @@ def train(
                     model_cfg, train_cfg = build_configs(preset, **options)
                     dist.rows(train_cfg.batch_size)  # indivisible N fails before anything is written
                     _check_fits(model_cfg, vocab_size=1)
-                    lock = _create_run(out, model_cfg, train_cfg)
+                    lock = _create_run(out, model_cfg, train_cfg, overwrite, label)
             dist.barrier()
             if not dist.is_main:
                 saved = read_config(out)
                 model_cfg, train_cfg = model_config_from_dict(saved["model"]), train_config_from_dict(saved["train"])
             try:
-                loop = _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist)
+                loop = _Loop(out, model_cfg, train_cfg, progress and dist.is_main, dist, callbacks)
             except BaseException:
                 if dist.is_main and not resume:  # the run made a moment ago has not trained: take it back
                     shutil.rmtree(out, ignore_errors=True)
@@ -126,18 +173,29 @@ def train(
             lock.release()
 
 
-def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> RunLock:
+def _create_run(
+    out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, overwrite: bool = False, label: list[str] | None = None
+) -> RunLock:
     """Build the run directory in a temporary sibling folder, then rename it into place, so a failure
-    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory.
+    (bad input, Ctrl-C during tokenisation) never leaves a half-made or damaged run directory. With
+    `overwrite`, a run already in `out` (locked meanwhile, so that no trainer writes to it) is replaced only then.
     Returns the run's lock, taken on the temporary folder and carried along by the rename."""
+    old: RunLock | None = None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RnnlabError(f"{out} already exists; use --resume to continue it or choose another --out")
+        if not overwrite:
+            raise RnnlabError(
+                f"{out} already exists; use --resume to continue it, --overwrite to replace it, or another --out"
+            )
+        _check_replaceable(out)
+        old = RunLock(out).acquire()
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
     lock = RunLock(tmp).acquire()
     try:
         store = build_token_store(train_cfg, tmp)
+        if label is not None:
+            train_cfg.inputs = label
         model_cfg.vocab_size = store.tokenizer.vocab_size
         _check_fits(model_cfg, model_cfg.vocab_size)
         _check_precision(model_cfg, train_cfg)
@@ -146,6 +204,12 @@ def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Ru
         _write_config(tmp, model_cfg, train_cfg)
         initialise(model, train_cfg)
         save_checkpoint(tmp, model, build_optimizer(model, train_cfg), Progress(), None)
+        if old is not None:  # the old run goes into a temporary sibling, which a later start would clear too
+            trash = make_temp_dir(out.parent, prefix=f".{out.name}.")
+            os.rename(out, trash / "replaced")
+            old.release()
+            old = None
+            shutil.rmtree(trash, ignore_errors=True)
         try:
             os.rename(tmp, out)  # atomic; fails if another process has filled `out` meanwhile
         except OSError as exc:
@@ -158,6 +222,61 @@ def _create_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Ru
         lock.release()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            old.release()
+
+
+def _check_replaceable(out: Path) -> None:
+    """--overwrite deletes `out`: only an rnnlab run directory (a config.json with a run kind), never another
+    folder or file that happens to be there."""
+    try:
+        if out.is_dir() and not out.is_symlink():
+            read_run(out)
+            return
+    except RnnlabError:
+        pass
+    raise RnnlabError(f"--overwrite replaces a run directory; {out} is not one, so it is left alone")
+
+
+@contextmanager
+def _text_files(texts: Sequence[str]) -> Iterator[list[str]]:
+    """`texts` as UTF-8 files in a temporary folder, for the token store (which reads files), removed after."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise RnnlabError("texts must be a list of strings")
+    if not texts:
+        raise RnnlabError("texts is empty")
+    with tempfile.TemporaryDirectory(prefix="rnnlab-texts-") as folder:
+        files = []
+        for i, text in enumerate(texts):
+            path = Path(folder) / f"text-{i:05d}.txt"
+            path.write_text(text, encoding="utf-8")
+            files.append(str(path))
+        yield files
+
+
+# Option values a Python caller may give in a friendlier form, read as the command line reads its text.
+_PARSED = {f.name: f.metadata["parse"] for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)
+           if "parse" in f.metadata}  # fmt: skip
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
+
+
+def _python_values(options: dict[str, Any]) -> dict[str, Any]:
+    """Durations and the like given as strings ("20m"), parsed as their flags' text is."""
+    return {k: _PARSED[k](v) if k in _PARSED and isinstance(v, str) else v for k, v in options.items()}
+
+
+def _python_names(message: str) -> str:
+    """An error's flags as the Python arguments they are: "--max-steps" -> "max_steps", "--resume" -> "resume=True"."""
+    names = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)} | {"out", "preset"}
+
+    def name(match: re.Match[str]) -> str:
+        python = match.group(1).replace("-", "_")
+        if python in ("resume", "overwrite"):
+            return f"{python}=True"
+        return python if python in names else match.group(0)
+
+    return _FLAG.sub(name, message)
 
 
 # Training options that may change on --resume; the others define the data, the batch layout, the
@@ -278,6 +397,7 @@ class _Loop(Loop):
         config: TrainConfig,
         show_progress: bool,
         dist: Distributed | None = None,
+        callbacks: Callbacks | None = None,
     ) -> None:
         self.run_dir, self.config, self.dist = run_dir, config, dist or Distributed()
         self.device = self.dist.device(resolve_device(config.device))
@@ -307,6 +427,7 @@ class _Loop(Loop):
             device=self.device,
             precision=precision,
             max_rollbacks=MAX_ROLLBACKS,  # this module's name, read now: a test can raise the limit
+            callbacks=callbacks,
         )
         self.evaluates = self.store.val is not None
 
@@ -323,7 +444,9 @@ class _Loop(Loop):
         super().run()
         p = self.progress
         best = p.best_val / LN2 / self.store.val.chars_per_token if self.store.val is not None else None
-        if self.stop_requested:
+        if self.stopped_by_callback:
+            notice(f"a callback stopped training at step {p.step}; checkpoint saved (resume=True continues it)")
+        elif self.stop_requested:
             notice(
                 f"interrupted at step {p.step}; checkpoint saved. "
                 f"Continue with: rnnlab train --out {self.run_dir} --resume"
@@ -367,7 +490,7 @@ class _Loop(Loop):
         ranks = 1 if self.config.optimizer == "hf" else self.dist.world  # HF steps each rank on its own rows
         p.chunk, p.tokens = p.chunk + 1, p.tokens + batch[0].numel() * ranks
 
-    def evaluate(self) -> None:
+    def evaluate(self) -> dict[str, Any]:
         p, val = self.progress, self.store.val
         assert val is not None
         tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
@@ -379,7 +502,9 @@ class _Loop(Loop):
             self._save_weights()
         else:
             p.bad_evals += 1
-        self.reporter.evaluation(p, val_loss, val_loss / LN2 / val.chars_per_token, improved)
+        val_bpc = val_loss / LN2 / val.chars_per_token
+        self.reporter.evaluation(p, val_loss, val_bpc, improved)
+        return {"val_loss": val_loss, "val_bpc": val_bpc, "best": improved}
 
     def save_checkpoint(self) -> None:
         """Every rank contributes its carried rows and RNG state; rank 0 writes; all wait until it has."""

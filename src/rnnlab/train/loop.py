@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +48,20 @@ class Diverged(Exception):  # noqa: N818 - an event the loop handles, not an err
     def __init__(self, what: float | str) -> None:
         super().__init__(what)
         self.what = what
+
+
+Callback = Callable[[dict[str, Any]], object]
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What a Python caller hears while training (`rnnlab.train(on_log=..., on_eval=..., on_checkpoint=...)`). Each
+    gets a dict of figures; one that returns False stops training cleanly, as Ctrl-C does: after the current step,
+    with a checkpoint (a resumed run continues from there). Called in the main process only."""
+
+    on_log: Callback | None = None  # every `log_every` steps: step, loss, lr, elapsed (training seconds)
+    on_eval: Callback | None = None  # after each evaluation: step and the app's figures (the LM's val_bpc, ...)
+    on_checkpoint: Callback | None = None  # after each checkpoint is written: step
 
 
 class Loop:
@@ -75,6 +90,7 @@ class Loop:
         precision: Precision | None = None,
         max_rollbacks: int = MAX_ROLLBACKS,
         clock: Callable[[], float] = time.perf_counter,
+        callbacks: Callbacks | None = None,
     ) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
         self.progress = progress or Progress()
@@ -83,8 +99,9 @@ class Loop:
         self.dist = dist or Distributed()
         self.device = device or next(model.parameters()).device
         self.precision = precision or Precision("fp32", self.device)
-        self.max_rollbacks, self.clock = max_rollbacks, clock
+        self.max_rollbacks, self.clock, self.callbacks = max_rollbacks, clock, callbacks or Callbacks()
         self.stop_requested = False  # Ctrl-C, or a stop request from a test or a callback
+        self.stopped_by_callback = False
         self.goal_reached = False  # set by an app's `evaluate` when its success test passes
         self.rollbacks = 0  # in this session, in total: divergence handling always ends
         self.last_loss = math.nan
@@ -130,8 +147,9 @@ class Loop:
     def after_step(self, batch: Any, loss: float) -> None:
         """After a successful update (`progress.step` already counts it): carry state, advance cursors."""
 
-    def evaluate(self) -> None:
-        """Periodic evaluation (when `evaluates`); may set `goal_reached` or `progress.bad_evals`."""
+    def evaluate(self) -> dict[str, Any] | None:
+        """Periodic evaluation (when `evaluates`); may set `goal_reached` or `progress.bad_evals`. Returns the
+        figures an `on_eval` callback hears, if any."""
 
     def save_checkpoint(self) -> None:
         """Keep what a rollback restores. Default: a copy of model, optimiser and progress in memory."""
@@ -182,13 +200,15 @@ class Loop:
                         continue
                     self.last_loss = loss
                     self.reporter.step(p, loss, self._lr())
+                    if p.step % cfg.log_every == 0:
+                        self._tell("on_log", loss=loss, lr=self._lr(), elapsed=p.elapsed)
                     if self.evaluates and p.step % cfg.eval_every == 0:
                         self._evaluate()
                     if p.step % cfg.checkpoint_every == 0:
-                        self.save_checkpoint()
+                        self._checkpoint()
                 if self.evaluates and self.evaluated_at != p.step and not self.stop_requested:
                     self._evaluate()
-                self.save_checkpoint()
+                self._checkpoint()
                 self.on_end()
         finally:
             if in_main_thread:
@@ -262,4 +282,14 @@ class Loop:
 
     def _evaluate(self) -> None:
         self.evaluated_at = self.progress.step
-        self.evaluate()
+        self._tell("on_eval", **(self.evaluate() or {}))
+
+    def _checkpoint(self) -> None:
+        self.save_checkpoint()
+        self._tell("on_checkpoint")
+
+    def _tell(self, event: str, **figures: Any) -> None:
+        """Call the `event` callback, if any, with the step and `figures`; False from it stops training."""
+        callback = getattr(self.callbacks, event)
+        if callback is not None and self.dist.is_main and callback({"step": self.progress.step, **figures}) is False:
+            self.stop_requested = self.stopped_by_callback = True
