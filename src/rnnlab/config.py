@@ -177,6 +177,9 @@ class TrainConfig:
     eval_tokens: int = opt(0, "Validate on at most this many tokens (0: all).", "Output")
     checkpoint_every: int = opt(500, "Checkpoint every this many steps.", "Output")
     log_every: int = opt(10, "Log metrics every this many steps.", "Output")
+    sample_every: int = opt(
+        -1, "Print a short sample every N steps (-1: at each validation on a terminal; 0: never).", "Output"
+    )
     patience: int = opt(0, "Stop after this many evaluations without improvement (0: off).", "Budget")
     seed: int = opt(1337, "Seed of the weights, the data order, dropout and resets.", "Optimisation")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N.", "Hardware", metavar="DEVICE")
@@ -236,6 +239,8 @@ class TrainConfig:
         for name in ("warmup", "max_steps", "eval_tokens", "patience"):
             if getattr(self, name) < 0:
                 raise RnnlabError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.sample_every < -1:
+            raise RnnlabError(f"--sample-every must be >= -1, got {self.sample_every}")
         if not 0.0 <= self.reset_prob < 1.0:
             raise RnnlabError(f"--reset-prob must be in [0, 1), got {self.reset_prob}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

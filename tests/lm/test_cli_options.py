@@ -91,12 +91,18 @@ def test_every_field_is_set_by_its_flag_under_its_own_name(cli, handed_on, f):
     words, value = other_value(f)
     code, _, err = cli("train", "--out", "run", *words)
     assert code == 0, err
-    assert handed_on == {"out": Path("run"), "preset": None, "resume": False, f.name: value}
+    assert handed_on == {"out": Path("run"), "preset": None, "resume": False, "overwrite": False, f.name: value}
 
 
 def test_options_not_given_stay_absent_and_inputs_are_positional(cli, handed_on):
     assert cli("train", "a.txt", "dir", "--out", "run", "--preset", "small")[0] == 0
-    assert handed_on == {"out": Path("run"), "preset": "small", "resume": False, "inputs": ["a.txt", "dir"]}
+    assert handed_on == {
+        "out": Path("run"),
+        "preset": "small",
+        "resume": False,
+        "overwrite": False,
+        "inputs": ["a.txt", "dir"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,6 +32,18 @@ def test_training_learns_and_logs(trained_run: Path):
     assert [r["step"] for r in val_rows] == [50, 100, 150]
     assert train_rows[-1]["train_loss"] < train_rows[0]["train_loss"] - 1.0
     assert val_rows[-1]["val_bpc"] < 3.0  # unigram entropy of this text is about 4.3 bits
+
+
+def test_word_runs_log_bits_per_char_as_validation_does(tmp_path: Path, corpus_file: Path, tiny: dict):
+    """A word is many characters: the training line's bits per char is bits per token over the training split's
+    characters per token (shown beside it), the unit validation reports, not bits per token called "bpc"."""
+    rnnlab.train([str(corpus_file)], out=tmp_path / "w", tokenizer="word", max_steps=40, eval_every=20, **tiny)
+    rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "train_loss" in r][-1]
+    per_token = last["train_loss"] / math.log(2)
+    assert per_token > 2 * last["train_bpc"]  # several characters a token
+    val = [r for r in rows if "val_bpc" in r][-1]["val_bpc"]
+    assert 0.5 < last["train_bpc"] / val < 2  # the same unit as validation's
 
 
 def test_resume_continues_exactly(tmp_path: Path, corpus_file: Path, tiny: dict):
@@ -144,3 +157,19 @@ def test_mrnn_default_learning_rate_is_capped_unless_given():
     assert build_configs("small", cell="mrnn", lr=3e-3)[1].lr == 3e-3  # an explicit --lr is kept
     assert build_configs("large", cell="mrnn")[1].lr == 1e-3
     assert build_configs(None, cell="mrnn")[1].lr == 1e-3  # TrainConfig's own 2e-3 is capped too
+
+
+def test_samples_while_training_leave_the_training_unchanged(tmp_path: Path, corpus_file: Path, tiny: dict, capsys):
+    """--sample-every N prints a sample every N steps from the sampler's own generator: with dropout on, a run
+    that samples ends with the same weights, bit for bit, as one that does not."""
+    args = dict(max_steps=20, eval_every=10, dropout=0.1, **tiny)
+    rnnlab.train([str(corpus_file)], out=tmp_path / "quiet", sample_every=0, **args)
+    assert "sample at step" not in capsys.readouterr().err
+    rnnlab.train([str(corpus_file)], out=tmp_path / "talking", sample_every=10, **args)
+    err = capsys.readouterr().err
+    assert "sample at step 10" in err and "sample at step 20" in err
+    quiet, talking = (
+        _tensors(tmp_path / "quiet" / "model.safetensors"),
+        _tensors(tmp_path / "talking" / "model.safetensors"),
+    )
+    assert all(torch.equal(quiet[k], talking[k]) for k in quiet)

@@ -150,6 +150,21 @@ def evaluate(
 
 
 @app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (several: one figure).")],
+    output: Annotated[Path, Opt(help="PNG file to write.")] = Path("loss.png"),
+) -> None:
+    """Draw the loss curves (bits per character against step, training and validation) of one or more runs;
+    training keeps RUN/loss.png up to date on its own."""
+    from rnnlab.lm.curves import check_runs, render
+
+    check_runs(run_dirs)
+    check_output(output)
+    write_output(output, render(run_dirs))
+    console.print(f"wrote {output}")
+
+
+@app.command()
 def info(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Summarise a run: model, parameter count, data, and training history."""
     from rnnlab.info import describe

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ from rnnlab.config import (
 from rnnlab.data.prepare import TokenStore, build_token_store
 from rnnlab.data.stream import BatchStream
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.model import RNNLM, resolve_device, total_nats
+from rnnlab.lm import curves
+from rnnlab.lm.model import RNNLM, LanguageModel, resolve_device, total_nats
 from rnnlab.metrics import LN2
 from rnnlab.nn.recurrent import State, detach_state, reset_rows
 from rnnlab.rundir import (
@@ -57,7 +59,7 @@ from rnnlab.train.loop import MAX_ROLLBACKS, Callback, Callbacks, Diverged, Loop
 from rnnlab.train.optim import build_optimizer, initialise
 from rnnlab.train.precision import Precision, check_precision, compile_model
 from rnnlab.train.progress import Reporter
-from rnnlab.ui import notice
+from rnnlab.ui import console, notice
 
 
 @dataclass
@@ -282,8 +284,8 @@ def _python_names(message: str) -> str:
 # Training options that may change on --resume; the others define the data, the batch layout, the
 # optimiser's state or the random streams, and a changed value would not continue the same run.
 RESUMABLE = {"max_steps", "max_time", "epochs", "eval_every", "eval_tokens", "checkpoint_every", "log_every",
-             "patience", "device", "precision", "compile", "lr", "warmup", "decay", "min_lr_ratio", "clip_norm",
-             "clip_value", "reset_prob"}  # fmt: skip
+             "sample_every", "patience", "device", "precision", "compile", "lr", "warmup", "decay", "min_lr_ratio",
+             "clip_norm", "clip_value", "reset_prob"}  # fmt: skip
 
 
 def _resume_configs(out: Path, preset: str | None, options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
@@ -385,6 +387,9 @@ def _write_config(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig)
     write_run_config(run_dir, "lm", dataclasses.asdict(model_cfg), {"train": dataclasses.asdict(train_cfg)})
 
 
+SAMPLE_TOKENS = 160  # tokens of the samples printed while training
+
+
 class _Loop(Loop):
     """The language model's hooks over the training loop, for one session over a run directory (fresh or
     resumed): chunks of the N parallel streams with the hidden state carried across them, random stream
@@ -415,7 +420,11 @@ class _Loop(Loop):
         if config.precision == "auto" and self.dist.is_main and config.optimizer != "hf":
             notice(f"--precision auto: the training step runs in {precision.name} on {self.device.type}")
         total_steps = self._step_budget()
-        reporter = Reporter(run_dir, config, total_steps, show_progress) if self.dist.is_main else SilentReporter()
+        reporter = (
+            Reporter(run_dir, config, total_steps, show_progress, chars_per_token=self.store.train.chars_per_token)
+            if self.dist.is_main
+            else SilentReporter()
+        )
         super().__init__(
             self.model,
             self.optimizer,
@@ -430,6 +439,10 @@ class _Loop(Loop):
             callbacks=callbacks,
         )
         self.evaluates = self.store.val is not None
+        # -1: a sample at each validation, where someone watches (the bar is live on a terminal)
+        self.sample_at_evaluations = config.sample_every == -1 and show_progress and console.is_terminal
+        self.curves_drawn = time.monotonic()  # RUN/loss.png: when it was last drawn (none yet: the start)
+        self.curves_exist = False
 
     def _step_budget(self) -> int:
         """The step horizon from --max-steps and --epochs (0 when only time, or nothing, limits training)."""
@@ -489,6 +502,8 @@ class _Loop(Loop):
         self.carried = detach_state(self.state)
         ranks = 1 if self.config.optimizer == "hf" else self.dist.world  # HF steps each rank on its own rows
         p.chunk, p.tokens = p.chunk + 1, p.tokens + batch[0].numel() * ranks
+        if self.config.sample_every > 0 and p.step % self.config.sample_every == 0:
+            self._print_sample()
 
     def evaluate(self) -> dict[str, Any]:
         p, val = self.progress, self.store.val
@@ -504,6 +519,10 @@ class _Loop(Loop):
             p.bad_evals += 1
         val_bpc = val_loss / LN2 / val.chars_per_token
         self.reporter.evaluation(p, val_loss, val_bpc, improved)
+        if self.sample_at_evaluations:
+            self._print_sample()
+        if time.monotonic() - self.curves_drawn >= curves.REFRESH_S:
+            self._draw_curves()
         return {"val_loss": val_loss, "val_bpc": val_bpc, "best": improved}
 
     def save_checkpoint(self) -> None:
@@ -530,9 +549,12 @@ class _Loop(Loop):
         self._truncate_metrics(self.progress.step)
 
     def on_end(self) -> None:
-        """Without validation there is no best model: the final weights are the model."""
+        """Without validation there is no best model: the final weights are the model. The loss curves are
+        drawn a last time where they were drawn before or the session was long enough to want them."""
         if self.store.val is None:
             self._save_weights()
+        if self.curves_exist or time.monotonic() - self.curves_drawn >= curves.REFRESH_S:
+            self._draw_curves()
 
     def divergence_hint(self) -> str:
         return f"lower --lr or --clip-norm (the run can be resumed from step {self.progress.step} with other values)"
@@ -551,6 +573,29 @@ class _Loop(Loop):
         if bool(keep.all()):
             return carried
         return reset_rows(carried, keep, self.model.rnn.initial_state(int(keep.numel())))
+
+    def _print_sample(self) -> None:
+        """A short sample of what the model writes now (temperature 0.8, its own NumPy generator: the training's
+        random streams are untouched, so a run with samples trains exactly as one without)."""
+        if not self.dist.is_main:
+            return
+        lm = LanguageModel(self.model, self.store.tokenizer)
+        text = lm.generate(length=SAMPLE_TOKENS, temperature=0.8, seed=self.progress.step)
+        self.model.train()
+        console.rule(f"sample at step {self.progress.step}", style="dim")
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.rule(style="dim")
+
+    def _draw_curves(self) -> None:
+        """RUN/loss.png from metrics.jsonl; a failure to draw it is a notice, never the end of training."""
+        if not self.dist.is_main:
+            return
+        try:
+            curves.write_curves(self.run_dir)
+            self.curves_exist = True
+        except (OSError, RnnlabError) as exc:
+            notice(f"could not draw {curves.CURVES}: {exc}")
+        self.curves_drawn = time.monotonic()
 
     def _save_weights(self) -> None:
         if self.dist.is_main:

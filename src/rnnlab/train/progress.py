@@ -30,14 +30,22 @@ class Reporter:
     """Receives step and evaluation results; shows them and appends them to metrics.jsonl.
 
     `run_dir`: where metrics.jsonl (and TensorBoard's events) go; None: nowhere, the bar only. `unit`: what
-    the N x T items of a step are called, "tok" for a language model (whose loss is also shown in bits per
-    token) or e.g. "seq" for a sequence app (T = 1: N sequences).
+    the N x T items of a step are called, "tok" for a language model or e.g. "seq" for a sequence app (T = 1:
+    N sequences). A language model's loss is also shown in bits per character, as validation is (bits per
+    token over `chars_per_token`, the training split's; the same thing for a character model), and beside it
+    in bits per token where a token is not one character.
     """
 
     def __init__(
-        self, run_dir: Path | None, config: TrainConfig, total_steps: int, show: bool, unit: str = "tok"
+        self,
+        run_dir: Path | None,
+        config: TrainConfig,
+        total_steps: int,
+        show: bool,
+        unit: str = "tok",
+        chars_per_token: float = 1.0,
     ) -> None:
-        self.config, self.total_steps, self.unit = config, total_steps, unit
+        self.config, self.total_steps, self.unit, self.chars_per_token = config, total_steps, unit, chars_per_token
         # closed in close()
         self.metrics = open(run_dir / METRICS, "a", encoding="utf-8") if run_dir else None  # noqa: SIM115
         self.show, self.live = show, show and console.is_terminal
@@ -96,13 +104,16 @@ class Reporter:
             "epoch": p.epoch,
             "lr": lr,
             "train_loss": mean,
-            "train_bpc": mean / LN2,
+            "train_bpc": mean / LN2 / self.chars_per_token,
             "tokens_per_s": self.tokens_per_s,
             "elapsed": p.elapsed,
         }
         self._write(row)
         self.window, self.window_start, self.window_tokens = [], now, 0
-        bits = f"  bpc {mean / LN2:.3f}" if self.unit == "tok" else ""
+        bits = ""
+        if self.unit == "tok":
+            per_token = f" ({mean / LN2:.3f} bits/token)" if self.chars_per_token != 1.0 else ""
+            bits = f"  bits/char {mean / LN2 / self.chars_per_token:.3f}{per_token}"
         stats = f"loss {mean:.3f}{bits}  {self.tokens_per_s:,.0f} {self.unit}/s"
         if self.bar is not None:
             total, done = self._budget(p)
@@ -124,8 +135,9 @@ class Reporter:
         self.metrics.flush()
         if self.tensorboard is not None:
             for key, value in row.items():
-                if key not in ("step", "best"):
-                    self.tensorboard.add_scalar(key, value, row["step"])
+                if key not in ("step", "best"):  # grouped: val/loss, val/bpc; train/loss, train/lr, ...
+                    tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else f"train/{key}"
+                    self.tensorboard.add_scalar(tag, value, row["step"])
 
     def close(self) -> None:
         if self.metrics is not None:
