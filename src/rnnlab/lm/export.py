@@ -5,16 +5,23 @@ The exported graph is one step of the recurrence, the function sampling and stre
     outputs: logits (N, V), h_out (L, N, H) [, c_out (L, N, H)]
 N is a dynamic axis. The caller carries the state: feed h_out (and c_out) back as h (and c). The initial
 state is zeros (or, for `learn_init` models, the learned one, see `initial_state`).
+
+The file's metadata (`metadata_props`) carries what a caller needs besides the graph: `rnnlab_version`,
+`tokenizer` (tokenizer.json's content: ids <-> text), `vocab_size`, `cell`, `layers`, `hidden`, `state` (the
+state inputs, in order) and `usage` (these conventions in a sentence). Writing them needs the `onnx` package
+(`pip install 'rnnlab[onnx]'`).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab._version import __version__
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.model import RNNLM, LanguageModel
 from rnnlab.nn.cells import step_loops
@@ -45,8 +52,14 @@ class StepModule(nn.Module):
 
 
 def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
-    """Write the step function of the model in `run_dir` to `path` (an .onnx file) and return the path."""
-    step = StepModule(LanguageModel.load(run_dir).module).eval()
+    """Write the step function of the model in `run_dir` to `path` (an .onnx file), with the tokenizer and the
+    conventions in its metadata, and return the path."""
+    try:
+        import onnx
+    except ImportError:
+        raise RnnlabError("ONNX export needs the onnx package: pip install 'rnnlab[onnx]'") from None
+    lm = LanguageModel.load(run_dir)
+    step = StepModule(lm.module).eval()
     spec = step.model.rnn.spec
     if spec.no_onnx:
         raise RnnlabError(f"ONNX export does not support --cell {spec.name}: {spec.no_onnx}")
@@ -81,4 +94,22 @@ def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
             )
     except Exception as exc:  # the exporter's failures are many and varied; report them in one line
         raise RnnlabError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+    graph = onnx.load(str(path))
+    config = lm.module.config
+    metadata = {
+        "rnnlab_version": __version__,
+        "tokenizer": json.dumps(lm.tokenizer.to_dict(), ensure_ascii=False),
+        "vocab_size": str(config.vocab_size),
+        "cell": config.cell,
+        "layers": str(config.layers),
+        "hidden": str(config.hidden),
+        "state": ",".join(names),
+        "usage": (
+            f"inputs: tokens (N, 1) int64 and the state {', '.join(f'{n} (L, N, H)' for n in names)}; outputs: "
+            f"logits (N, V) of the next token and the new state {', '.join(f'{n}_out' for n in names)}, fed back "
+            "as the state of the next step; the first state is zeros (or the model's learned one)"
+        ),
+    }
+    onnx.helper.set_model_props(graph, metadata)
+    onnx.save(graph, str(path))
     return path
