@@ -56,3 +56,9 @@ def test_the_largest_seeds_work(cli: Cli, trained_run: Path):
     last = sample("--seed", 2**63 - 1)
     assert last == sample("--seed", 2**63 - 1) != sample("--seed", 0)
     assert sample("--seed", 2**63 - 2, "--num-samples", 2).endswith("\n---\n" + last)  # seeds 2**63 - 2 and - 1
+
+
+def test_greedy_with_several_samples_prints_its_one_text_once_and_says_so(cli: Cli, trained_run: Path):
+    code, out, err = cli("sample", trained_run, "--prime", "def ", "--length", "30", "--greedy", "--num-samples", "3")
+    assert code == 0 and "---" not in out and out.startswith("def ")
+    assert err == "note: --greedy gives the same text every time; printing it once, not 3 times\n"

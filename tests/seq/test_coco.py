@@ -57,5 +57,15 @@ def test_caption_train_on_coco(tmp_path, cli):
     args = ["caption", "train", tmp_path / "captions.json", "--out", tmp_path / "run"]
     code, _, err = cli(*args, "--steps", "30", "--hidden", "16")
     assert code == 0 and "BLEU-4" in err and (tmp_path / "run" / "samples.png").is_file()
+    own = tmp_path / "mine.jpg"  # the user's own picture: another size and format, captioned from the file
+    Image.new("RGB", (200, 120), (0, 0, 255)).save(own)
+    code, out, _ = cli("caption", "predict", tmp_path / "run", "--image", own, "--image", tmp_path / "0.png",
+                       "--plot", tmp_path / "mine.png")  # fmt: skip
+    lines = out.strip().splitlines()
+    assert code == 0 and [line.split("\t")[1] for line in lines] == [str(own), str(tmp_path / "0.png")]
+    assert all(line.split("\t")[0] for line in lines) and (tmp_path / "mine.png").stat().st_size > 0
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    code, _, err = cli("caption", "predict", tmp_path / "run", "--image", tmp_path / "broken.png")
+    assert code == 2 and err.startswith("error: cannot read image") and len(err.strip().splitlines()) == 1
     code, _, err = cli("caption", "train", "--coco", tmp_path / "missing.json", "--out", tmp_path / "r2")  # old flag
     assert code == 2 and err.startswith("note: --coco is deprecated; use the argument INPUT\nerror: cannot read")

@@ -57,6 +57,10 @@ def test_vqa_train_predict_and_errors(tmp_path, cli):
     assert (tmp_path / "a.png").stat().st_size > 0
     code, _, err = cli("vqa", "predict", run_dir, "what colour is the hexagon?")
     assert code == 2 and err.startswith("error: word(s) not seen in training questions: hexagon")
+    code, out, _ = cli("vqa", "predict", run_dir, questions[0], "what colour is the hexagon?", questions[1])
+    lines = out.strip().splitlines()  # the unknown word spoils only its own question
+    assert code == 0 and [line.split("\t")[0] != "?" for line in lines] == [True, False, True]
+    assert "(cannot answer: word(s) not seen in training questions: hexagon)" in lines[1]
     code, _, err = cli("vqa", "predict", run_dir, questions[0], "--image", str(tmp_path / "a.png"))
     assert code == 2 and err.startswith("error: ") and "32x32" in err
     picture = tmp_path / "scene.png"

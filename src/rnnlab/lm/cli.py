@@ -26,7 +26,7 @@ from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.ngram import NgramConfig
 from rnnlab.lm.train import run_training
 from rnnlab.rundir import check_output, write_output
-from rnnlab.ui import console
+from rnnlab.ui import console, notice
 
 
 @app.command(cls=PanelCommand)
@@ -83,6 +83,9 @@ def sample(
         raise RnnlabError(f"--seed must be in {within} (sample i uses seed + i), got {seed}")
     stop = [decode_escapes(s) for s in stop or []]
     lm = LanguageModel.load(run_dir, device=device)
+    if greedy and num_samples > 1:
+        notice(f"--greedy gives the same text every time; printing it once, not {num_samples} times")
+        num_samples = 1
     for i in range(num_samples):
         pieces = lm.stream(  # checks the settings and the prime's characters before anything is printed
             prime,

@@ -10,6 +10,7 @@ exact-caption accuracy, each against all the true captions of an image (a shapes
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,8 +176,8 @@ def render_grid(images: np.ndarray, captions: list[str], path: Path, truths: lis
         ax.axis("off")
     for i, (ax, image) in enumerate(zip(axes.flat, images, strict=False)):
         ax.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
-        title = captions[i] if truths is None else f"{captions[i]}\n(true: {truths[i]})"
-        ax.set_title(title, fontsize=8)
+        lines = [captions[i]] if truths is None else [captions[i], f"(true: {truths[i]})"]
+        ax.set_title("\n".join(textwrap.fill(line, 36) for line in lines), fontsize=8)  # long captions wrap
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -284,26 +284,40 @@ def caption_train(
 @old_spellings(plot="--png")
 def caption_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab caption train`.")],
-    count: Annotated[int, Opt(help="How many new shape images to caption.")] = 8,
+    image: Annotated[
+        list[Path] | None,
+        Opt(help="Your own image file to caption (repeatable; any size, resized to 32x32 as in training)."),
+    ] = None,
+    count: Annotated[int, Opt(help="Without --image: how many new shape images to caption.")] = 8,
     beam: Beam = 1,
     plot: Annotated[Path | None, Opt(help="Also save the images with their captions as this PNG.")] = None,
     seed: Annotated[int, Opt(help="Which new shape images to caption.")] = 12345,
 ) -> None:
-    """Caption freshly generated shape images; prints generated and true captions."""
+    """Caption your images (--image), or freshly generated shape images with their true captions beside."""
+    import numpy as np
+
+    from rnnlab.rundir import check_output
     from rnnlab.seq.caption import Captioner, render_grid
+    from rnnlab.seq.coco import load_image
     from rnnlab.tasks.shapes import make_shapes
 
     if count < 1:
         raise RnnlabError(f"--count must be >= 1, got {count}")
     if beam < 1:
         raise RnnlabError(f"--beam must be >= 1, got {beam}")
-    model = Captioner.load(run_dir)
-    images, truths = make_shapes(count, seed)
-    generated = [" ".join(words) for words in model.describe(images, beam)]
-    for text, truth in zip(generated, truths, strict=True):
-        print(f"{text}\t(true: {' '.join(truth)})")
     if plot is not None:
-        render_grid(images, generated, plot, [" ".join(t) for t in truths])
+        check_output(plot)
+    model = Captioner.load(run_dir)
+    if image:
+        images, truths = np.stack([load_image(path) for path in image]), None
+    else:
+        images, shapes = make_shapes(count, seed)
+        truths = [" ".join(t) for t in shapes]
+    generated = [" ".join(words) for words in model.describe(images, beam)]
+    for i, text in enumerate(generated):
+        print(f"{text}\t{image[i]}" if image else f"{text}\t(true: {truths[i]})")
+    if plot is not None:
+        render_grid(images, generated, plot, truths)
 
 
 vqa_app = typer.Typer(
@@ -366,7 +380,8 @@ def vqa_predict(
     seed: Annotated[int, Opt(help="Which new shapes scene to ask about (without --image).")] = 12345,
 ) -> None:
     """Answer questions about one image; prints answer, probability, the true answer (for a generated scene
-    and a question in one of the built-in forms, else ?) and the question."""
+    and a question in one of the built-in forms, else ?) and the question. A question with words the model never
+    saw gets "?" and the reason, and the others are still answered."""
     from rnnlab.seq.caption import read_image, render_grid
     from rnnlab.seq.vqa import VQA
     from rnnlab.tasks.shape_questions import answer, form
@@ -378,10 +393,20 @@ def vqa_predict(
     else:
         scenes_images, scenes = make_scenes(1, seed)
         pixels, scene = scenes_images[0], scenes[0]
-    probs = model.probabilities([pixels] * len(questions), questions)
-    replies = [model.answers[int(p.argmax())] for p in probs]
-    for question, p, reply in zip(questions, probs, replies, strict=True):
+    reasons = {q: reason for q in questions if (reason := model.unanswerable(q)) is not None}
+    if len(reasons) == len(questions):
+        raise RnnlabError(reasons[questions[0]])
+    readable = [q for q in questions if q not in reasons]
+    probs = dict(zip(readable, model.probabilities([pixels] * len(readable), readable), strict=True))
+    replies = []
+    for question in questions:
+        if question in reasons:
+            replies.append("?")
+            print(f"?\t-\t(cannot answer: {reasons[question]})\t{question}")
+            continue
+        p = probs[question]
+        replies.append(model.answers[int(p.argmax())])
         truth = answer(scene, question) if scene is not None and form(question) else "?"
-        print(f"{reply}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
+        print(f"{replies[-1]}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
     if plot is not None:
         render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], plot)

@@ -29,8 +29,6 @@ def read_coco(annotations: Path, image_dir: Path | None = None) -> tuple[np.ndar
     """(images (n, 3, 32, 32) float32 in [0, 1], every caption of each image as word lists) for the images
     that have at least one caption, in the order of the file's "images" list. `image_dir` defaults to the
     annotation file's folder."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(annotations)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -59,11 +57,17 @@ def read_coco(annotations: Path, image_dir: Path | None = None) -> tuple[np.ndar
     ids = [i for i in files if i in captions]
     images = np.zeros((len(ids), 3, SIZE, SIZE), dtype=np.float32)
     for n, image_id in enumerate(ids):
-        file = folder / str(files[image_id])
-        try:
-            with Image.open(file) as image:
-                pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise RnnlabError(f"cannot read image {file}: {exc}") from None
-        images[n] = pixels.transpose(2, 0, 1) / 255.0
+        images[n] = load_image(folder / str(files[image_id]))
     return images, [captions[i] for i in ids]
+
+
+def load_image(file: Path) -> np.ndarray:
+    """Any image file Pillow reads, as the captioner sees it: RGB, resized to 32x32, (3, 32, 32) in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise RnnlabError(f"cannot read image {file}: {exc}") from None
+    return pixels.transpose(2, 0, 1) / 255.0

@@ -88,6 +88,14 @@ class VQA:
             raise RnnlabError(f"word(s) not seen in training questions: {' '.join(unknown[:10])}")
         return self.vocab.encode(tokens)
 
+    def unanswerable(self, question: str) -> str | None:
+        """Why the model cannot read `question` (no words, or words it never saw), or None when it can."""
+        try:
+            self._ids(question)
+        except RnnlabError as exc:
+            return str(exc)
+        return None
+
     @torch.no_grad()
     def probabilities(self, images: list | np.ndarray, questions: list[str]) -> Tensor:
         """(len(questions), A) answer probabilities, in the order of `self.answers`; question i is about image i."""
