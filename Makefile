@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	rm -rf demo-run
 	$(BIN)/rnnlab train --out demo-run --preset tiny --lr 6e-3 --max-time 3m --eval-every 200 --eval-tokens 100000
-	$(BIN)/rnnlab sample demo-run --length 600 --temperature 0.6 --seed 1 --prime "def "
+	$(BIN)/rnnlab sample demo-run --length 600 --temperature 0.8 --seed 1 --prime "def "
 
 test: $(STAMP)
 	$(BIN)/pytest
