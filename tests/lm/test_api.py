@@ -87,3 +87,25 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_is_ready(tmp_path: Path,
     code, _, err = cli("train", corpus, "--out", run, *flags)
     assert code == 2 and "--overwrite to replace it" in err
     assert cli("train", corpus, "--out", run, "--overwrite", *flags)[0] == 0
+
+
+def test_a_run_writes_its_model_card_and_its_config_trains_it_again(tmp_path: Path, cli) -> None:
+    first = rnnlab.train(texts=TEXTS, out=tmp_path / "first", max_steps=6, eval_every=3, lr=0.01, cell="gru", **SMALL)
+    card = (tmp_path / "first" / "README.md").read_text()
+    front = card.split("---\n")[1]
+    fields = {line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1]) for line in front.splitlines()}
+    assert fields["library_name"] == "rnnlab" and fields["model"]["cell"] == "gru"
+    assert fields["rnnlab_version"] == rnnlab.__version__ and fields["training_data"] == ["<2 texts given in Python>"]
+    assert fields["metrics"][0]["value"] == pytest.approx(first.best_val_bpc, abs=1e-4)
+    assert "rnnlab train --config" in fields["command"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXTS[0])
+    code, _, err = cli("train", corpus, "--config", tmp_path / "first" / "config.json", "--out", tmp_path / "again")
+    assert code == 0, err
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    before = json.loads((tmp_path / "first" / "config.json").read_text())
+    del again["model"]["vocab_size"], before["model"]["vocab_size"]  # the new text's: one of the two texts
+    assert again["model"] == before["model"]  # every setting from the file; the budget and lr as well
+    assert again["train"]["lr"] == 0.01 and again["train"]["max_steps"] == 6
+    code, _, err = cli("train", "--config", tmp_path / "first" / "model.safetensors", "--out", tmp_path / "x")
+    assert code == 2 and "--config takes a run's config.json" in err

@@ -91,7 +91,14 @@ def test_every_field_is_set_by_its_flag_under_its_own_name(cli, handed_on, f):
     words, value = other_value(f)
     code, _, err = cli("train", "--out", "run", *words)
     assert code == 0, err
-    assert handed_on == {"out": Path("run"), "preset": None, "resume": False, "overwrite": False, f.name: value}
+    assert handed_on == {
+        "out": Path("run"),
+        "preset": None,
+        "resume": False,
+        "overwrite": False,
+        "config": None,
+        f.name: value,
+    }
 
 
 def test_options_not_given_stay_absent_and_inputs_are_positional(cli, handed_on):
@@ -101,6 +108,7 @@ def test_options_not_given_stay_absent_and_inputs_are_positional(cli, handed_on)
         "preset": "small",
         "resume": False,
         "overwrite": False,
+        "config": None,
         "inputs": ["a.txt", "dir"],
     }
 

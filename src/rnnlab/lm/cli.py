@@ -39,6 +39,9 @@ def train(
     ] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out exactly where its last checkpoint left off.")] = False,
     overwrite: Annotated[bool, Opt(help="Replace the run in --out (once the new one is ready).")] = False,
+    config: Annotated[
+        Path | None, Opt(help="Start from a run's config.json: its settings, overridden by the flags given.")
+    ] = None,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -49,7 +52,7 @@ def train(
         import time
 
         out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    result = run_training(out=out, preset=preset, resume=resume, overwrite=overwrite, **options)
+    result = run_training(out=out, preset=preset, resume=resume, overwrite=overwrite, config=config, **options)
     best = f", best validation {result.best_val_bpc:.4f} bits/char" if result.best_val_bpc is not None else ""
     console.print(f"{result.steps} steps in {result.elapsed:.0f}s{best}; run saved in {result.run_dir}")
     if result.interrupted:

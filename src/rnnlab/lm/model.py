@@ -6,7 +6,9 @@ directory and offers what users call: `load`, `generate`, `stream`, `score`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from rnnlab.config import ModelConfig, model_config_from_dict
@@ -25,7 +28,18 @@ from rnnlab.lm.ngram import NgramConfig, mixed_nats
 from rnnlab.lm.stepper import make_stepper
 from rnnlab.metrics import Score
 from rnnlab.nn.recurrent import LockedDropout, Recurrent, State, upgrade_state_dict
-from rnnlab.rundir import LANGUAGE_MODELS, TOKENIZER, WEIGHTS, check_state_dict, load_tensors, read_run
+from rnnlab.rundir import (
+    CONFIG,
+    LANGUAGE_MODELS,
+    METRICS,
+    TOKENIZER,
+    WEIGHTS,
+    atomic_save_tensors,
+    check_state_dict,
+    load_tensors,
+    read_run,
+    write_run_config,
+)
 
 IGNORE = -100  # target id that is not scored (padding in evaluation)
 WARMUP = 256  # tokens each parallel stream k > 0 reads, unscored, before its segment (see token_nats)
@@ -182,13 +196,83 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class LanguageModel:
-    """A trained model with its tokenizer: load it from a run directory, sample from it, score text."""
+class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recurrent-neural-network"]):
+    """A trained model with its tokenizer: load it from a run directory, sample from it, score text.
+
+    `save_pretrained(DIR)` and `from_pretrained(DIR or Hub id)` are Hugging Face's (`ModelHubMixin`): a saved
+    folder is a run directory rnnlab loads like any other (config.json, tokenizer.json, model.safetensors, the
+    model card README.md; with the training metrics and token store where the model came from a run), and
+    `push_to_hub` uploads it where there is a network. A folder is read as it is; a Hub id is downloaded first.
+    """
 
     def __init__(self, module: RNNLM, tokenizer: Tokenizer, run_dir: Path | None = None) -> None:
         self.module = module
         self.tokenizer = tokenizer
         self.run_dir = run_dir
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """ModelHubMixin's hook: write this model as a run directory (what `load` reads), keeping the training
+        settings, metrics and training tokens of the run it was loaded from."""
+        from rnnlab.data.tokenizers import save_tokenizer
+        from rnnlab.lm.card import write_card
+
+        out = Path(save_directory)
+        source = self.run_dir
+        extra = {}
+        if source is not None and (source / CONFIG).exists() and source.resolve() != out.resolve():
+            extra = {k: v for k, v in read_run(source).items() if k not in ("kind", "rnnlab_version", "model")}
+            for name in (METRICS, "tokens"):
+                if (source / name).is_file():
+                    shutil.copy2(source / name, out / name)
+                elif (source / name).is_dir():
+                    shutil.copytree(source / name, out / name, dirs_exist_ok=True)
+        write_run_config(out, "lm", dataclasses.asdict(self.module.config), extra)
+        save_tokenizer(self.tokenizer, out / TOKENIZER)
+        atomic_save_tensors(out / WEIGHTS, {k: v.detach().cpu() for k, v in self.module.state_dict().items()})
+        write_card(out)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> LanguageModel:
+        """A model from a folder `save_pretrained` wrote (or any run directory), or from a Hugging Face Hub
+        repository id (downloaded into huggingface_hub's cache). The Hub's failures (no network, no such
+        repository) are one RnnlabError; `device` as for `load`."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except RnnlabError:
+            raise
+        except Exception as exc:  # huggingface_hub's errors are many and varied: one line each
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RnnlabError(
+                f"cannot get {pretrained_model_name_or_path!r} from the Hugging Face Hub: {reason}"
+            ) from None
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: Any,
+        force_download: bool,
+        local_files_only: bool,
+        token: Any,
+        device: str = "cpu",
+        **_: Any,
+    ) -> LanguageModel:
+        """ModelHubMixin's hook: a local folder is a run directory; a Hub repository is downloaded, then loaded."""
+        if Path(model_id).is_dir():
+            return cls.load(model_id, device=device)
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(
+            repo_id=model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        return cls.load(folder, device=device)
 
     @property
     def device(self) -> torch.device:

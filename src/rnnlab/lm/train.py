@@ -38,6 +38,7 @@ from rnnlab.data.prepare import TokenStore, build_token_store
 from rnnlab.data.stream import BatchStream
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import curves
+from rnnlab.lm.card import write_card
 from rnnlab.lm.model import RNNLM, LanguageModel, resolve_device, total_nats
 from rnnlab.metrics import LN2
 from rnnlab.nn.recurrent import State, detach_state, reset_rows
@@ -80,6 +81,7 @@ def train(
     *,
     out: str | Path,
     texts: Sequence[str] | None = None,
+    config: str | Path | None = None,
     preset: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -93,7 +95,8 @@ def train(
     read as a file would be), or on neither (the default corpus), into the run directory `out`.
 
     Options are the fields of ModelConfig and TrainConfig (`hidden=512, max_steps=1000, max_time="20m", ...`):
-    the CLI's flags with underscores; durations may be strings. `resume=True` continues the run in `out`
+    the CLI's flags with underscores; durations may be strings. `config` (a run's config.json) supplies every
+    setting not given here, to train that run again. `resume=True` continues the run in `out`
     exactly where its last checkpoint left off; `overwrite=True` replaces the run in `out` (only once the new
     one is ready: a failed call leaves it as it was). The callbacks hear a dict of figures (`on_log` every
     `log_every` steps: step, loss, lr, elapsed; `on_eval`: step, val_loss, val_bpc, best; `on_checkpoint`:
@@ -104,13 +107,14 @@ def train(
         callbacks = Callbacks(on_log, on_eval, on_checkpoint)
         if texts is None:
             return run_training(inputs, out=out, preset=preset, resume=resume, overwrite=overwrite,
-                                progress=progress, callbacks=callbacks, **options)  # fmt: skip
+                                progress=progress, callbacks=callbacks, config=config, **options)  # fmt: skip
         if inputs:
             raise RnnlabError("give inputs or texts, not both")
         with _text_files(texts) as files:
             label = [f"<{len(files)} text{'s' if len(files) > 1 else ''} given in Python>"]
             return run_training(files, out=out, preset=preset, resume=resume, overwrite=overwrite,
-                                progress=progress, callbacks=callbacks, label=label, **options)  # fmt: skip
+                                progress=progress, callbacks=callbacks, label=label, config=config,
+                                **options)  # fmt: skip
     except RnnlabError as exc:
         raise RnnlabError(_python_names(str(exc))) from None
 
@@ -125,6 +129,7 @@ def run_training(
     progress: bool = True,
     callbacks: Callbacks | None = None,
     label: list[str] | None = None,
+    config: str | Path | None = None,
     **options: Any,
 ) -> TrainResult:
     """`train` as the command line runs it (its errors name flags): `inputs` are paths; `label`, where given, is
@@ -139,6 +144,10 @@ def run_training(
     options = {k: v for k, v in options.items() if v is not None}
     if inputs:
         options["inputs"] = list(inputs)
+    if config is not None:
+        if resume:
+            raise RnnlabError("--config starts a new run from a saved config.json; --resume continues its own")
+        options = {**_saved_options(Path(config)), **options}  # what is given explicitly wins
     if resume and overwrite:
         raise RnnlabError("--resume continues the run in --out and --overwrite replaces it: choose one")
     lock: RunLock | None = None
@@ -227,6 +236,20 @@ def _create_run(
     finally:
         if old is not None:
             old.release()
+
+
+def _saved_options(path: Path) -> dict[str, Any]:
+    """The settings of a run's config.json (or of the run directory holding it), as options: what `--config`
+    starts a new run from. The vocabulary size is left out (the new run's tokenizer sets it)."""
+    run_dir = path if path.is_dir() else path.parent
+    if not path.is_dir() and path.name != CONFIG:
+        raise RnnlabError(f"--config takes a run's {CONFIG} (or its run directory), got {path}")
+    saved = read_run(run_dir, "lm")
+    model = model_config_from_dict(saved.get("model"), str(run_dir / CONFIG))
+    train = train_config_from_dict(saved.get("train"), str(run_dir / CONFIG))
+    options = {**dataclasses.asdict(model), **dataclasses.asdict(train)}
+    options.pop("vocab_size")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
 def _check_replaceable(out: Path) -> None:
@@ -549,10 +572,13 @@ class _Loop(Loop):
         self._truncate_metrics(self.progress.step)
 
     def on_end(self) -> None:
-        """Without validation there is no best model: the final weights are the model. The loss curves are
-        drawn a last time where they were drawn before or the session was long enough to want them."""
+        """Without validation there is no best model: the final weights are the model. The model card is
+        written; the loss curves are drawn a last time where they were drawn before or the session was long
+        enough to want them."""
         if self.store.val is None:
             self._save_weights()
+        if self.dist.is_main:
+            write_card(self.run_dir)
         if self.curves_exist or time.monotonic() - self.curves_drawn >= curves.REFRESH_S:
             self._draw_curves()
 
