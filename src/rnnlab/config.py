@@ -56,7 +56,7 @@ def opt(default: Any, help: str, panel: str, **cli: Any) -> Any:
 
 def max_time_opt() -> Any:
     """The `--max-time` field of a training config: seconds, which the command line reads as a duration."""
-    help = "Stop after this much training time, e.g. 90s, 20m, 1.5h (0: no limit)."
+    help = "Stop after this much wall time, validation included, e.g. 90s, 20m, 1.5h (0: no limit)."
     return opt(0.0, help, "Budget", parse=parse_duration, metavar="DURATION")
 
 
@@ -174,7 +174,7 @@ class TrainConfig:
     max_time: float = max_time_opt()
     epochs: float = opt(0.0, "Stop after this many passes over the data (0: no limit).", "Budget")
     eval_every: int = opt(500, "Validate every this many steps.", "Output")
-    eval_tokens: int = opt(0, "Validate on at most this many tokens (0: all).", "Output")
+    eval_tokens: int = opt(250_000, "Validate on at most this many tokens (0: all of the split).", "Output")
     checkpoint_every: int = opt(500, "Checkpoint every this many steps.", "Output")
     log_every: int = opt(10, "Log metrics every this many steps.", "Output")
     sample_every: int = opt(

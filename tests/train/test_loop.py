@@ -151,3 +151,12 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_stops_and_a_second_one_aborts(
 
     with pytest.raises(KeyboardInterrupt):
         Impatient().run()
+
+
+def test_the_time_budget_is_wall_time_with_validation_included():
+    """--max-time 10 s with a validation that takes 4 s after each 1 s step: 2 steps, not 10."""
+    app = Regression(max_time=10.0, max_steps=0, eval_every=1, checkpoint_every=100)
+    app.evaluates = True
+    app.evaluate = lambda: [app.clock() for _ in range(4)] and None  # four more ticks of the clock: 4 s
+    app.run()
+    assert app.progress.step == 2 and app.progress.elapsed == 10.0

@@ -144,7 +144,8 @@ def evaluate(
     ngram.validate()
     lm = LanguageModel.load(run_dir, device=device)
     files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
-    score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
+    with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):  # a spinner on a terminal
+        score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
     if as_json:
         print(json.dumps(score.to_dict(), allow_nan=False))
         return

@@ -532,6 +532,7 @@ class _Loop(Loop):
         p, val = self.progress, self.store.val
         assert val is not None
         tokens = val.tokens[: self.config.eval_tokens] if self.config.eval_tokens else val.tokens
+        self.reporter.validating(p)
         nats, count = total_nats(self.model, tokens, self.config.batch_size, self.config.seq_len, self.device)
         val_loss = nats / max(count, 1)
         improved = val_loss < p.best_val

@@ -59,7 +59,7 @@ class Callbacks:
     gets a dict of figures; one that returns False stops training cleanly, as Ctrl-C does: after the current step,
     with a checkpoint (a resumed run continues from there). Called in the main process only."""
 
-    on_log: Callback | None = None  # every `log_every` steps: step, loss, lr, elapsed (training seconds)
+    on_log: Callback | None = None  # every `log_every` steps: step, loss, lr, elapsed (seconds, validation included)
     on_eval: Callback | None = None  # after each evaluation: step and the app's figures (the LM's val_bpc, ...)
     on_checkpoint: Callback | None = None  # after each checkpoint is written: step
 
@@ -193,19 +193,18 @@ class Loop:
             with self.reporter:
                 self.reporter.start(p)
                 while not self._done():
-                    started = self.clock()
+                    started = self.clock()  # --max-time is wall time: validation and checkpoints count too
                     loss = self._train_step()
+                    if loss is not None:  # None: diverged, rolled back to the last checkpoint
+                        self.last_loss = loss
+                        self.reporter.step(p, loss, self._lr())
+                        if p.step % cfg.log_every == 0:
+                            self._tell("on_log", loss=loss, lr=self._lr(), elapsed=p.elapsed)
+                        if self.evaluates and p.step % cfg.eval_every == 0:
+                            self._evaluate()
+                        if p.step % cfg.checkpoint_every == 0:
+                            self._checkpoint()
                     p.elapsed += self.clock() - started
-                    if loss is None:  # diverged: rolled back to the last checkpoint
-                        continue
-                    self.last_loss = loss
-                    self.reporter.step(p, loss, self._lr())
-                    if p.step % cfg.log_every == 0:
-                        self._tell("on_log", loss=loss, lr=self._lr(), elapsed=p.elapsed)
-                    if self.evaluates and p.step % cfg.eval_every == 0:
-                        self._evaluate()
-                    if p.step % cfg.checkpoint_every == 0:
-                        self._checkpoint()
                 if self.evaluates and self.evaluated_at != p.step and not self.stop_requested:
                     self._evaluate()
                 self._checkpoint()

@@ -122,6 +122,11 @@ class Reporter:
             self.last_plain = now
             console.print(f"step {p.step}  {stats}  lr {lr:.2e}  {p.elapsed:.0f}s")
 
+    def validating(self, p: TrainProgress) -> None:
+        """Say on the bar that validation is under way (it can take a while on a large split)."""
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"step {p.step}: validating")
+
     def evaluation(self, p: TrainProgress, val_loss: float, val_bpc: float, improved: bool) -> None:
         self._write({"step": p.step, "val_loss": val_loss, "val_bpc": val_bpc, "best": improved})
         if self.show:
