@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e . pytest pytest-timeout ruff playwright httpx onnx onnxruntime
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[serve,onnx]" pytest pytest-timeout ruff playwright httpx onnx onnxruntime
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -143,3 +143,11 @@ def test_a_run_damaged_after_start_up_gets_409_with_the_reason(run_copy: Path) -
         config.write_bytes(good_config)
         after = httpx.post(f"{url}/api/generate", json=generate)
         assert after.status_code == 200 and after.text == before.text
+
+
+def test_without_the_serve_extra_the_command_says_which_extra_to_install(tmp_path, cli, monkeypatch):
+    """fastapi and uvicorn are the [serve] extra: without them `rnnlab serve` is one line naming it."""
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # an import of it fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "rnnlab.serve.app", raising=False)
+    code, _, err = cli("serve", tmp_path)
+    assert code == 2 and err == "error: rnnlab serve needs fastapi: pip install 'rnnlab[serve]'\n"

@@ -26,7 +26,13 @@ def serve(
     import torch
 
     from rnnlab.errors import RnnlabError
-    from rnnlab.serve.app import bind, create_app, make_server, url
+
+    try:
+        from rnnlab.serve.app import bind, create_app, make_server, url
+    except ImportError as exc:
+        if exc.name not in ("fastapi", "uvicorn", "starlette"):
+            raise
+        raise RnnlabError(f"rnnlab serve needs {exc.name}: pip install 'rnnlab[serve]'") from None
 
     if max_concurrent < 1:
         raise RnnlabError("--max-concurrent must be >= 1")
