@@ -35,6 +35,8 @@ def test_models_are_listed_by_id(base: str) -> None:
     models = httpx.get(f"{base}/api/models").json()
     assert [(m["id"], m["cell"]) for m in models] == [("tiny-lstm", "lstm"), ("tiny-gru", "gru")]
     assert models[0]["layers"] == ["h0", "c0"] and models[1]["layers"] == ["h0"]
+    for m in models:  # what the page shows beside each model
+        assert m["parameters"] > 0 and m["tokenizer"] == "char" and m["data"] and m["val_bpc"] > 0
     page = httpx.get(base)
     assert page.status_code == 200 and "rnnlab playground" in page.text
 

@@ -42,6 +42,8 @@ def test_sample_and_cell_view_in_chromium(
             page.goto(url)
             page.wait_for_function("document.querySelectorAll('#model option').length === 2")
             page.select_option("#model", "tiny-lstm")
+            info = page.text_content("#info")
+            assert "lstm, 1 × " in info and "parameters, char tokens, validation " in info and "bits/char" in info
             page.fill("#prime", "def ")
             page.fill("#length", "150")
             page.click("#generate")

@@ -32,9 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.card import best_validation
 from rnnlab.lm.model import LanguageModel
 from rnnlab.nn import registry
-from rnnlab.rundir import CONFIG, TOKENIZER, WEIGHTS
+from rnnlab.rundir import CONFIG, TOKENIZER, WEIGHTS, read_run
 
 MAX_LENGTH = 2000  # tokens per sample
 MAX_TEXT = 5000  # characters for primes and activation texts
@@ -134,14 +135,25 @@ class _Models:
         self._loaded = {key: (_signature(d), LanguageModel.load(d)) for key, d in self.dirs.items()}
 
     def describe(self) -> list[dict[str, Any]]:
-        """Id, cell, width and layer names of each model as last loaded."""
+        """Each model as last loaded: id, cell, width and layer names, and what a user picks a model by: its size
+        (parameters), tokenizer, training data and best validation score (None without validation)."""
         out = []
         for model_id, (_, lm) in self._loaded.items():
             cfg = lm.module.config
             spec = registry.get(cfg.cell)
             kinds = spec.state if spec.per_unit else ()  # the parts of the state with one value per unit
             layers = [f"{k}{i}" for i in range(cfg.layers) for k in kinds]
-            out.append({"id": model_id, "cell": cfg.cell, "hidden": cfg.hidden, "layers": layers})
+            train = read_run(self.dirs[model_id]).get("train", {})
+            out.append({
+                "id": model_id,
+                "cell": cfg.cell,
+                "hidden": cfg.hidden,
+                "layers": layers,
+                "parameters": lm.module.num_parameters(),
+                "tokenizer": lm.tokenizer.kind,
+                "data": [Path(str(f)).name for f in train.get("inputs") or []] or ["Python standard library"],
+                "val_bpc": best_validation(self.dirs[model_id]),
+            })  # fmt: skip
         return out
 
     def get(self, model_id: str) -> LanguageModel:
