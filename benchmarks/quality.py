@@ -217,14 +217,20 @@ def _commands(results: dict[str, dict]) -> str:
 
 
 def _speeds(r: dict) -> str:
-    """The coders' speeds of a corpus's run, for its note."""
-    c = r.get("compressed")
-    if not c:
-        return ""
-    return (
-        f"; compress / decompress KB/s: --dynamic --mix {c['best_compress_kbs']:.2f} / {c['best_decompress_kbs']:.2f}, "
-        f"static {c['static_compress_kbs']:.2f} / {c['static_decompress_kbs']:.2f} (first 64 KB, same run)"
-    )
+    """The coders' speeds and the Transformer's training of a corpus's run, for its note."""
+    c, t, out = r.get("compressed"), r.get("transformer"), ""
+    if c:
+        out += (
+            f"; compress / decompress KB/s: --dynamic --mix {c['best_compress_kbs']:.2f} / "
+            f"{c['best_decompress_kbs']:.2f}, static {c['static_compress_kbs']:.2f} / "
+            f"{c['static_decompress_kbs']:.2f} (first 64 KB, same run)"
+        )
+    if t:
+        out += (
+            f"; Transformer: depth {t['depth']}, width {t['width']}, {t['params']:,} parameters, {t['steps']} steps "
+            f"of 32 x {t['context']} tokens in {t.get('precision', 'fp32')}"
+        )
+    return out
 
 
 def report(results: dict[str, dict]) -> str:

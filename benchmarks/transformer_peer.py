@@ -8,7 +8,9 @@ number of parameters, scored on the held-out file with every scored token seeing
 RUN_DIR is a finished `rnnlab train` run: its tokenizer encodes the text and its token store's training split
 is the training data (the same tokens the network saw; its held-out tail picks nothing here). The model's width
 is chosen so that its parameter count is closest to the run's network. Training: AdamW, a linear warm-up then
-a cosine decay over the time budget, random windows of the training tokens. Scoring: windows of the context
+a cosine decay over the time budget, random windows of the training tokens, in the precision rnnlab's own
+`--precision auto` picks on this machine (bf16 autocast where the CPU computes bf16 natively), so that neither
+model has a faster arithmetic than the other. Scoring: windows of the context
 length L with stride L/2, each scoring only its second half (the first window scores all of it), so every
 scored token after the first L sees between L/2 and L tokens before it; the first token is context only, as in
 `rnnlab eval`. Prints bits per character of VALID_FILE; `quality.py` calls it for its Transformer column.
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 import rnnlab
 from rnnlab.config import parse_duration
 from rnnlab.data.prepare import TokenStore
+from rnnlab.train.precision import Precision
 
 LN2 = math.log(2)
 
@@ -47,8 +50,10 @@ def matching_width(vocab: int, depth: int, context: int, params: int) -> int:
     return min(widths, key=lambda d: abs(sum(p.numel() for p in build(vocab, d, depth, context).parameters()) - params))
 
 
-def train(model: torch.nn.Module, tokens: np.ndarray, args: argparse.Namespace, seconds: float) -> int:
-    """Train for `seconds` of wall time; returns the number of steps taken."""
+def train(
+    model: torch.nn.Module, tokens: np.ndarray, args: argparse.Namespace, seconds: float, precision: Precision
+) -> int:
+    """Train for `seconds` of wall time under `precision`'s autocast; returns the number of steps taken."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     data = torch.from_numpy(tokens.astype(np.int64))
     generator = torch.Generator().manual_seed(0)
@@ -62,7 +67,8 @@ def train(model: torch.nn.Module, tokens: np.ndarray, args: argparse.Namespace, 
             group["lr"] = args.lr * scale
         starts = torch.randint(len(data) - args.context - 1, (args.batch_size,), generator=generator)
         batch = torch.stack([data[s : s + args.context + 1] for s in starts.tolist()])
-        logits = model(batch[:, :-1])
+        with precision.autocast():
+            logits = model(batch[:, :-1]).float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,6 +121,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--precision", default="auto", help="auto (as rnnlab's training picks), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="write the result here as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -127,7 +134,9 @@ def main() -> None:
     model = build(vocab, width, args.depth, args.context)
     own = sum(p.numel() for p in model.parameters())
     print(f"transformer: depth {args.depth}, width {width}, {own:,} parameters (rnnlab's network: {params:,})")
-    steps = train(model, tokens, args, parse_duration(args.time))
+    precision = Precision(args.precision, torch.device("cpu"))
+    print(f"precision: {precision.name}")
+    steps = train(model, tokens, args, parse_duration(args.time), precision)
     text = args.valid.read_bytes() if lm.tokenizer.kind == "byte" else args.valid.read_text()
     ids = lm.tokenizer.encode_bytes(text) if isinstance(text, bytes) else lm.tokenizer.encode(text)
     nats, scored = score(model, np.asarray(ids), args.context)
@@ -141,6 +150,7 @@ def main() -> None:
         "depth": args.depth,
         "context": args.context,
         "steps": steps,
+        "precision": precision.name,
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result))
