@@ -31,6 +31,7 @@ from rnnlab.data.prepare import TokenStore
 from rnnlab.lm import compress as coder
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.ngram import NgramConfig
+from rnnlab.train.precision import Precision
 
 
 def compressed_bits(tool: str, data: bytes) -> int | None:
@@ -200,6 +201,8 @@ def main() -> None:
         "transformer": peer,
         "machine": machine(),
         "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "precision": Precision("auto", torch.device("cpu")).name,  # what --precision auto trained in
     }
     print(json.dumps(result, indent=2))
     results = json.loads(store.read_text()) if store.exists() else {}  # again: another corpus may have finished
@@ -268,8 +271,10 @@ def report(results: dict[str, dict]) -> str:
         + "\n"
     )
     notes = [
-        f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}; dynamic-evaluation step {r.get('dynamic_lr')}"
-        + _speeds(r)
+        f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}, "
+        f"{r.get('date', 'an earlier session, before the file, zpaq and Transformer columns')}"
+        f"{', rnnlab trained in ' + r['precision'] if 'precision' in r else ''}; "
+        f"dynamic-evaluation step {r.get('dynamic_lr')}" + _speeds(r)
         for r in results.values()
     ]
     if any(r.get("threads") == 1 for r in results.values()):
