@@ -156,6 +156,21 @@ def evaluate(
     print(f"chars           {score.chars}")
 
 
+@app.command("example-data")
+def example_data(
+    folder: Annotated[Path, typer.Argument(help="Folder to write prose.txt and held_out.txt into.")],
+    size: Annotated[int, Opt(help="Characters in all.")] = 1_000_000,
+) -> None:
+    """Write example text to train on: English prose (the docstrings of Python's standard library), 90% into
+    prose.txt and the rest into held_out.txt, to score the model on text it has not seen."""
+    from rnnlab.tasks.prose import write_example_data
+
+    if folder.exists() and not folder.is_dir():
+        raise RnnlabError(f"cannot write into {folder}: it is not a folder")
+    for path in write_example_data(folder, size):
+        console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
 @app.command()
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (several: one figure).")],
