@@ -41,6 +41,19 @@ def test_models_are_listed_by_id(base: str) -> None:
     assert page.status_code == 200 and "rnnlab playground" in page.text
 
 
+def test_units_are_ranked_by_how_well_they_track_features(base: str) -> None:
+    text = "def value(items):\n    if items is None:\n        return [items[i] + 1 for i in range(len(items))]\n"
+    res = httpx.post(f"{base}/api/units", json={"model": "tiny-lstm", "text": text, "top": 2})
+    assert res.status_code == 200, res.text
+    features = res.json()["features"]
+    assert {"bracket_depth", "position_in_line", "indentation", "chars_to_eol"} <= set(features)
+    for scores in features.values():
+        assert len(scores) == 2 and abs(scores[0]["r"]) >= abs(scores[1]["r"])
+        assert all(s["layer"] in ("h0", "c0") and 0 <= s["unit"] < 32 for s in scores)
+    bad = httpx.post(f"{base}/api/units", json={"model": "tiny-lstm", "text": text, "top": 0})
+    assert bad.status_code == 422 and "top" in bad.text  # out of range, as every other request field
+
+
 def test_generation_streams_one_event_per_token(base: str, serve_runs: list[Path]) -> None:
     body = {"model": "tiny-gru", "prime": "def ", "length": 40, "temperature": 0.8, "seed": 3}
     with httpx.stream("POST", f"{base}/api/generate", json=body) as res:

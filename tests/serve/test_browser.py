@@ -65,6 +65,14 @@ def test_sample_and_cell_view_in_chromium(
             text = page.input_value("#ctext")
             assert page.locator("#cellview span").count() == len(text)
             assert "c0[5]" in page.text_content("#cstatus")
+            # the units worth looking at, ranked per feature of the text; a click shows one
+            page.click("#rank")
+            page.wait_for_selector("#ranking button.unit")
+            first = page.locator("#ranking button.unit").first
+            label = first.text_content()
+            first.click()
+            page.wait_for_function(f"document.getElementById('cstatus').textContent.startsWith('{label.split()[0]}')")
+            assert page.locator("#cellview span").count() == len(text)
             page.screenshot(path=str(tmp_path / "cells.png"), full_page=True)
         finally:
             browser.close()

@@ -71,6 +71,15 @@ class ActivationsRequest(BaseModel):
     unit: int = Field(0, ge=0)
 
 
+class UnitsRequest(BaseModel):
+    """Body of POST /api/units: rank the units by how well they track per-character features of `text`."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    text: str = Field(min_length=2, max_length=MAX_TEXT)
+    top: int = Field(3, ge=1, le=20)
+
+
 class _Stream(StreamingResponse):
     """A StreamingResponse that runs `on_close` however the response ends (finished, failed, client gone)."""
 
@@ -316,6 +325,30 @@ def create_app(
         if req.layer.startswith("c"):
             values = torch.tanh(torch.from_numpy(values)).numpy()
         return {"chars": list(recording.text), "values": [round(float(v), 4) for v in values]}
+
+    @app.post("/api/units")
+    async def units(req: UnitsRequest) -> dict[str, Any]:
+        """The units worth looking at: for each feature of the text (inside quotes, position in the line,
+        indentation, ...; see rnnlab.analysis.features), the `top` units by |Pearson r|, as `probe cells` ranks
+        them. Constant features (nothing to track in this text) are left out."""
+        from rnnlab.analysis.cells import rank_all, record
+        from rnnlab.analysis.features import compute_features
+
+        release = limiter.admit()
+        try:
+            lm = await run_in_threadpool(models.get, req.model)
+            async with limiter.gate:
+                recording = await run_in_threadpool(record, lm, req.text)
+                ranking = await run_in_threadpool(rank_all, recording, compute_features(recording.text), req.top)
+        finally:
+            release()
+        return {
+            "features": {
+                name: [{"layer": s.layer, "unit": s.unit, "r": round(s.r, 4)} for s in scores]
+                for name, scores in ranking.items()
+                if scores
+            }
+        }
 
     return app
 
