@@ -174,4 +174,4 @@ def test_characters_only_in_the_held_out_tail_are_in_the_vocabulary(tmp_path: Pa
     data.write_text("plain ascii text, repeated. " * 200 + "ﬅ")
     code, _, err = cli("train", data, "--out", tmp_path / "run", *TINY_FLAGS, "--max-steps", "3")
     assert code == 0, err
-    assert "ﬅ" in json.loads((tmp_path / "run" / "tokenizer.json").read_text())["chars"]
+    assert "ﬅ" in json.loads((tmp_path / "run" / "tokenizer.json").read_text())["model"]["vocab"]

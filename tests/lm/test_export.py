@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +65,13 @@ def test_exporting_an_ssm_is_refused_in_one_line(tmp_path: Path, corpus_file: Pa
 def test_the_file_carries_the_vocabulary_and_its_conventions(trained_run: Path, tmp_path: Path):
     """A caller outside rnnlab can turn text into the tokens input and logits back into text from the file alone."""
     import onnx
-
-    from rnnlab.data.tokenizers import tokenizer_from_dict
+    import tokenizers
 
     out = export_onnx(trained_run, tmp_path / "model.onnx")
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     lm = LanguageModel.load(trained_run)
     assert props["rnnlab_version"] == rnnlab.__version__ and props["state"] == "h,c" and props["cell"] == "lstm"
-    tokenizer = tokenizer_from_dict(json.loads(props["tokenizer"]))
+    tokenizer = tokenizers.Tokenizer.from_str(props["tokenizer"])  # Hugging Face's library, no rnnlab needed
     text = "def f(x):\n    return x"
-    assert tokenizer.encode(text).tolist() == lm.tokenizer.encode(text).tolist()
+    assert tokenizer.encode(text).ids == lm.tokenizer.encode(text).tolist()
     assert int(props["vocab_size"]) == lm.module.config.vocab_size and "tokens (N, 1) int64" in props["usage"]

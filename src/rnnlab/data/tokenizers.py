@@ -2,6 +2,13 @@
 word (regex pieces, frequency-ranked vocabulary) and byte-level BPE (Hugging Face `tokenizers`).
 
 Character and byte encode with NumPy (a vectorised lookup, not a Python loop); BPE encodes in Rust.
+
+tokenizer.json is in Hugging Face's `tokenizers` format, so `tokenizers.Tokenizer.from_file` reads every kind and
+gives the same ids: char = a WordLevel model over single characters (a Split pre-tokenizer on CHAR_PATTERN),
+word = a WordLevel model over the word pattern's pieces, byte = a BPE model over the 256 byte symbols with no
+merges, bpe = the trained BPE. rnnlab reads the kind back from that structure (`tokenizer_from_hf`), checking it
+as strictly as its own earlier format, `{"type": "char", ...}`, which it still reads (`tokenizer_from_dict`).
+`to_dict` is that earlier, compact description (what a model's identity hashes).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class Tokenizer(Protocol):
     def decoder(self) -> Callable[[int], str]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+    def to_hf(self) -> Any: ...
 
 
 class CharTokenizer:
@@ -100,6 +109,11 @@ class CharTokenizer:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "char", "chars": "".join(self.chars), "unk": self.unk}
 
+    def to_hf(self) -> Any:
+        """The same ids as a `tokenizers.Tokenizer`: one piece per character, a WordLevel vocabulary."""
+        vocab = {c: i for i, c in enumerate(self.chars)} | ({UNK: len(self.chars)} if self.unk else {})
+        return _word_level(vocab, CHAR_PATTERN, lowercase=False, unk=self.unk)
+
 
 class ByteTokenizer:
     """The 256 byte values; any text or file is representable, so there are no unknown characters."""
@@ -123,6 +137,15 @@ class ByteTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "byte"}
+
+    def to_hf(self) -> Any:
+        """The same ids as a `tokenizers.Tokenizer`: byte-level BPE with the 256 byte symbols and no merges."""
+        hf_lib = _hf_tokenizers()
+        vocab = {symbol: byte for byte, symbol in _byte_alphabet().items()}
+        hf = hf_lib.Tokenizer(hf_lib.models.BPE(vocab=vocab, merges=[]))
+        hf.pre_tokenizer = hf_lib.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        hf.decoder = hf_lib.decoders.ByteLevel()
+        return hf
 
 
 # Words, runs of whitespace, and single other characters: every character of the text lands in a token,
@@ -202,6 +225,12 @@ class WordTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "word", "pattern": self.pattern, "lowercase": self.lowercase, "words": self.words}
+
+    def to_hf(self) -> Any:
+        """The same ids as a `tokenizers.Tokenizer`: the pattern's pieces (and the gaps between them), a
+        WordLevel vocabulary with `<unk>`. A pattern the `tokenizers` regex engine cannot compile is an
+        RnnlabError (save_tokenizer then keeps rnnlab's own format)."""
+        return _word_level({w: i for i, w in enumerate(self.words)}, self.pattern, self.lowercase, unk=True)
 
 
 # The BPE trainer's work for each merge grows with the length of the words its pair occurs in, so one long
@@ -300,6 +329,26 @@ class BPETokenizer:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "bpe", "lowercase": self.lowercase, "tokenizer": self.hf.to_str()}
 
+    def to_hf(self) -> Any:
+        return self.hf
+
+
+CHAR_PATTERN = r"[\s\S]"  # one piece per character (a Split pre-tokenizer's regex, as `tokenizers` runs it)
+
+
+def _word_level(vocab: dict[str, int], pattern: str, lowercase: bool, unk: bool) -> Any:
+    """A `tokenizers.Tokenizer` that cuts text at `pattern` (keeping the gaps) and looks the pieces up in `vocab`."""
+    hf_lib = _hf_tokenizers()
+    hf = hf_lib.Tokenizer(hf_lib.models.WordLevel(vocab=vocab, unk_token=UNK if unk else None))
+    try:
+        hf.pre_tokenizer = hf_lib.pre_tokenizers.Split(hf_lib.Regex(pattern), behavior="isolated")
+    except Exception as exc:  # the regex engine's errors have no narrower Python type
+        raise RnnlabError(f"the `tokenizers` library cannot run the pattern {pattern!r}: {_first_line(exc)}") from None
+    if lowercase:
+        hf.normalizer = hf_lib.normalizers.Lowercase()
+    hf.decoder = hf_lib.decoders.Fuse()
+    return hf
+
 
 def _hf_tokenizers() -> Any:
     try:
@@ -391,9 +440,51 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def tokenizer_from_hf(text: str, data: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from Hugging Face JSON (`text`, parsed as `data`) that `save_tokenizer` wrote: its kind
+    from the model and the pre-tokenizer, every field checked, so an edited file is one RnnlabError."""
+    hf_lib = _hf_tokenizers()
+    try:
+        hf = hf_lib.Tokenizer.from_str(text)
+    except Exception as exc:  # the Rust parser's errors have no narrower Python type
+        raise RnnlabError(f"not a Hugging Face tokenizer ({_first_line(exc)})") from None
+    model, pre, normalizer = data.get("model") or {}, data.get("pre_tokenizer") or {}, data.get("normalizer")
+    if normalizer not in (None, {"type": "Lowercase"}):
+        raise RnnlabError(f"unsupported normalizer {normalizer!r} (rnnlab writes none or Lowercase)")
+    lowercase = normalizer is not None
+    if model.get("type") == "BPE":
+        if not model.get("merges") and hf.get_vocab() == {c: b for b, c in _byte_alphabet().items()}:
+            if lowercase:
+                raise RnnlabError("a byte tokenizer has no normalizer")
+            return ByteTokenizer()
+        return BPETokenizer(hf, lowercase)
+    if model.get("type") != "WordLevel":
+        raise RnnlabError(f"a {model.get('type')!r} model is none of rnnlab's tokenizers (char, byte, word, bpe)")
+    if pre.get("type") != "Split" or pre.get("behavior") != "Isolated" or pre.get("invert"):
+        raise RnnlabError("a WordLevel tokenizer of rnnlab's cuts its text with an isolating Split pre-tokenizer")
+    pattern = (pre.get("pattern") or {}).get("Regex")
+    vocab = hf.get_vocab()
+    if not isinstance(pattern, str) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise RnnlabError("the WordLevel vocabulary's ids are not 0, 1, ..., n-1, or its pattern is not a regex")
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    if model.get("unk_token") != UNK:  # in the vocabulary or not: a character vocabulary may have no <unk>
+        raise RnnlabError(f"the WordLevel model's unk_token must be {UNK!r}")
+    if pattern == CHAR_PATTERN:
+        chars = [t for t in tokens if t != UNK]
+        if lowercase or any(len(c) != 1 for c in chars) or (UNK in vocab and tokens[-1] != UNK):
+            raise RnnlabError("a character vocabulary holds single characters, with <unk> last if at all")
+        return tokenizer_from_dict({"type": "char", "chars": "".join(chars), "unk": UNK in vocab})
+    return tokenizer_from_dict({"type": "word", "words": tokens, "pattern": pattern, "lowercase": lowercase})
+
+
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
-    """Write tokenizer.json (atomically, like every file of a run directory)."""
-    atomic_write_bytes(path, (json.dumps(tokenizer.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+    """Write tokenizer.json in Hugging Face's format (atomically, like every file of a run directory); a word
+    pattern that format's regex engine cannot run keeps rnnlab's own format, which rnnlab reads as well."""
+    try:
+        text = tokenizer.to_hf().to_str()
+    except RnnlabError:
+        text = json.dumps(tokenizer.to_dict(), ensure_ascii=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -404,6 +495,8 @@ def load_tokenizer(path: Path) -> Tokenizer:
     except (OSError, ValueError, RecursionError) as exc:
         raise RnnlabError(f"{path} is not readable JSON ({_first_line(exc)})") from None
     try:
+        if isinstance(data, dict) and "model" in data and "type" not in data:  # Hugging Face's format
+            return tokenizer_from_hf(json.dumps(data), data)
         return tokenizer_from_dict(data)
     except RnnlabError as exc:
         raise RnnlabError(f"{path}: {exc}") from None

@@ -7,14 +7,13 @@ N is a dynamic axis. The caller carries the state: feed h_out (and c_out) back a
 state is zeros (or, for `learn_init` models, the learned one, see `initial_state`).
 
 The file's metadata (`metadata_props`) carries what a caller needs besides the graph: `rnnlab_version`,
-`tokenizer` (tokenizer.json's content: ids <-> text), `vocab_size`, `cell`, `layers`, `hidden`, `state` (the
-state inputs, in order) and `usage` (these conventions in a sentence). Writing them needs the `onnx` package
-(`pip install 'rnnlab[onnx]'`).
+`tokenizer` (tokenizer.json's content, Hugging Face's format: ids <-> text), `vocab_size`, `cell`, `layers`,
+`hidden`, `state` (the state inputs, in order) and `usage` (these conventions in a sentence). Writing them needs
+the `onnx` package (`pip install 'rnnlab[onnx]'`).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def export_onnx(run_dir: str | Path, path: str | Path, opset: int = 17) -> Path:
     config = lm.module.config
     metadata = {
         "rnnlab_version": __version__,
-        "tokenizer": json.dumps(lm.tokenizer.to_dict(), ensure_ascii=False),
+        "tokenizer": lm.tokenizer.to_hf().to_str(),  # tokenizer.json: `tokenizers.Tokenizer.from_str` reads it
         "vocab_size": str(config.vocab_size),
         "cell": config.cell,
         "layers": str(config.layers),
