@@ -233,6 +233,8 @@ def _speeds(r: dict) -> str:
             f"; Transformer: depth {t['depth']}, width {t['width']}, {t['params']:,} parameters, {t['steps']} steps "
             f"of 32 x {t['context']} tokens in {t.get('precision', 'fp32')}"
         )
+    if first := r.get("transformer_fp32"):
+        out += f" (trained in fp32 instead, {first['steps']} steps: {first['bpc']:.3f} bpc)"
     return out
 
 
