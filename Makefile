@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[serve,onnx]" pytest pytest-timeout ruff playwright httpx onnx onnxruntime
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[serve,onnx]" pytest pytest-timeout ruff playwright httpx onnx onnxruntime nltk statsmodels
 	touch $(STAMP)
 
 demo: $(STAMP)

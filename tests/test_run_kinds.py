@@ -1,7 +1,8 @@
 """Every run kind opened by every command that opens a run directory.
 
 tests/fixtures/runs/<kind>/ holds one small run of each kind as rnnlab 0.1.0 wrote it (language-model and
-reference runs without a `kind` in config.json). The command made for a kind works on it; `rnnlab info`
+reference runs without a `kind` in config.json; the kinds added later, ngram, hmm, window, lds, ar and ctc, as
+WRITERS below made them when they were added). The command made for a kind works on it; `rnnlab info`
 describes every kind; every other command refuses it in one line naming the run's kind and the command to use,
 exits 2 and writes nothing. Each test works on a copy, so the fixtures are never modified.
 """
@@ -20,6 +21,7 @@ import pytest
 import rnnlab
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import CONFIG, KINDS, LANGUAGE_MODELS, read_run, write_run_config
+from rnnlab.tasks.lines import write_lines
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 TEXT = "def data_1(items):\n    return [items[i] + 1 for i in range(len(items))]\n" * 3  # the fixtures' characters
@@ -43,7 +45,7 @@ COMMANDS = {
     ),
     "eval": Command(
         lambda r, t: ["eval", r, t / "text.py", "--json"],
-        LANGUAGE_MODELS,
+        (*LANGUAGE_MODELS, "ngram"),
         lambda out, t: json.loads(out)["tokens"] == len(TEXT) - 1,
     ),
     "compress": Command(
@@ -125,6 +127,39 @@ COMMANDS = {
         lambda out, t: len((t / "generated.csv").read_text().splitlines()) == 4,
         ("generated.csv",),
     ),
+    "ngram eval": Command(
+        lambda r, t: ["ngram", "eval", r, t / "text.py", "--json"],
+        ("ngram",),
+        lambda out, t: json.loads(out)["tokens"] == len(TEXT) - 1,
+    ),
+    "hmm eval": Command(
+        lambda r, t: ["hmm", "eval", r, t / "text.py", "--json"],
+        ("hmm",),
+        lambda out, t: json.loads(out)["tokens"] == len(TEXT) - 1,
+    ),
+    "window eval": Command(
+        lambda r, t: ["window", "eval", r, t / "text.py", "--json"],
+        ("window",),
+        lambda out, t: json.loads(out)["tokens"] == len(TEXT) - 1,
+    ),
+    "lds predict": Command(
+        lambda r, t: ["lds", "predict", r, t / "series.csv", "--output", t / "lds.csv"],
+        ("lds",),
+        lambda out, t: (t / "lds.csv").read_text().splitlines()[0] == "row,x,y",
+        ("lds.csv",),
+    ),
+    "ar predict": Command(
+        lambda r, t: ["ar", "predict", r, t / "series.csv", "--output", t / "ar.csv"],
+        ("ar",),
+        lambda out, t: (t / "ar.csv").read_text().splitlines()[0] == "row,x,y",
+        ("ar.csv",),
+    ),
+    "ctc decode": Command(
+        lambda r, t: ["ctc", "decode", r, t / "lines" / "0.png", "--plot", t / "decoded.png"],
+        ("ctc",),
+        lambda out, t: out.endswith("0.png\n") and (t / "decoded.png").stat().st_size > 0,
+        ("decoded.png",),
+    ),
 }
 # A reference run (`rnnlab reference train`) keeps no token store, so the probes that read the training text
 # cannot use it; they say so in one line.
@@ -144,6 +179,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     (folder / "text.py").write_text(TEXT)
     (folder / "series.csv").write_text(SERIES)
+    write_lines(folder / "lines", count=2, height=16)
     monkeypatch.setattr(
         rnnlab.serve.app, "make_server", lambda app: types.SimpleNamespace(run=lambda sockets: sockets[0].close())
     )
@@ -194,6 +230,17 @@ def test_a_command_uses_its_own_kind_and_refuses_others_in_one_line(cli, kind, n
         ("vqa", ["question reader 1 x gru 8 -> 12 answers", "question vocabulary 23 words"]),
         ("esn", ["1 x reservoir 20 (sparsity 0.9", "2 inputs -> 2 outputs", "46 trained (the readout), 460 fixed",
                  "columns x, y; 120 training rows, 30 held out", "ridge 1e-06, washout 10"]),
+        ("ngram", ["interpolated Kneser-Ney 2-gram over char tokens (V = 24)", "81 n-gram counts (24, 57 by order",
+                   "216 tokens, 216 chars from text.py"]),
+        ("hmm", ["hidden Markov model, 3 states over 24 tokens", "84 probabilities (77 free)", "tokenizer    char",
+                 "Baum-Welch, 5 iterations"]),
+        ("window", ["2 previous tokens x embed 4 -> tanh 8 -> softmax", "parameters   388", "vocabulary 24",
+                    "history      20 steps"]),
+        ("lds", ["2 hidden states -> 2 observed columns", "parameters   19", "columns x, y; 32 training rows, 8 held out",
+                 "EM, 5 iterations"]),
+        ("ar", ["linear autoregression AR(3): the last 3 rows of 2 columns", "parameters   14", "least squares"]),
+        ("ctc", ["frames of 2 columns x 16 px -> linear 8 -> 1 x bidirectional gru 8 -> blank + 36 characters",
+                 "parameters   1,757", "Adam lr 0.003, batch 32, 5 steps at most"]),
     ],
 )  # fmt: skip
 def test_info_describes_each_kind_from_what_it_recorded(cli, kind, expected, tmp_path) -> None:
@@ -239,6 +286,12 @@ WRITERS = {  # each kind's command line, at a tiny size, without its --out
     "caption": "caption train --examples 20 --steps 1 --hidden 4 --embed 4",
     "vqa": "vqa train --scenes 30 --questions 2 --steps 1 --hidden 4 --embed 4",
     "esn": "esn train {series} --hidden 10 --washout 5",
+    "ngram": "ngram train {corpus} --order 2",
+    "hmm": "hmm train {corpus} --states 3 --max-iters 5",
+    "window": "window train {corpus} --context 2 --embed 4 --hidden 8 --max-steps 20",
+    "lds": "lds train {series} --states 2 --max-iters 5",
+    "ar": "ar train {series} --order 3",
+    "ctc": "ctc train --task lines --examples 20 --height 16 --max-steps 2 --hidden 8 --embed 8",
 }
 
 

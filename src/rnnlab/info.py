@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
@@ -13,6 +14,16 @@ from rnnlab.config import model_config_from_dict
 from rnnlab.lm.model import RNNLM
 from rnnlab.rundir import KINDS, LANGUAGE_MODELS, METRICS, WEIGHTS, read_run, tensor_shapes
 
+DESCRIBERS = {  # kind -> the module whose describe(run_dir, config) writes that kind's lines
+    "seq2seq": "rnnlab.seq.seq2seq",
+    "ctc": "rnnlab.seq.ctc",
+    "ngram": "rnnlab.baselines.ngram",
+    "hmm": "rnnlab.baselines.hmm",
+    "window": "rnnlab.baselines.window",
+    "lds": "rnnlab.baselines.lds",
+    "ar": "rnnlab.baselines.ar",
+}
+
 
 def describe(run_dir: Path) -> str:
     """Kind, model, size, data and training history of a run, as text, from what the run recorded."""
@@ -23,6 +34,8 @@ def describe(run_dir: Path) -> str:
         body = _language_model(run_dir, config)
     elif kind == "esn":
         body = _esn(run_dir, config)
+    elif kind in DESCRIBERS or config.get("inputs") == "vectors":
+        body = importlib.import_module(DESCRIBERS.get(kind, "rnnlab.seq.vectors")).describe(run_dir, config)
     else:
         body = _sequence(run_dir, config)
     weights = run_dir / WEIGHTS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -33,6 +34,17 @@ class Score:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+    def print(self, as_json: bool = False, **extra: float | int) -> None:
+        """Print the scores as `rnnlab eval` does, one aligned line each, or as one JSON object (with `extra`)."""
+        if as_json:
+            print(json.dumps(self.to_dict() | extra, allow_nan=False))
+            return
+        print(f"bits per char   {self.bits_per_char:.4f}")
+        print(f"nats per token  {self.nats_per_token:.4f}")
+        print(f"perplexity      {self.perplexity:.3f}")
+        print(f"tokens          {self.tokens}")
+        print(f"chars           {self.chars}")
 
 
 def corpus_bleu(hypotheses: list[list[str]], references: list[list[list[str]]], max_n: int = 4) -> list[float]:

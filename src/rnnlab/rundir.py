@@ -194,6 +194,12 @@ KINDS: dict[str, RunKind] = {
     "caption": RunKind("an image captioner", "rnnlab caption predict"),
     "vqa": RunKind("a visual question answerer", "rnnlab vqa predict"),
     "esn": RunKind("an echo state network", "rnnlab esn predict"),
+    "ngram": RunKind("an interpolated Kneser-Ney n-gram language model", "rnnlab ngram eval"),
+    "hmm": RunKind("a hidden Markov model language model", "rnnlab hmm eval"),
+    "window": RunKind("a feed-forward window language model", "rnnlab window eval"),
+    "lds": RunKind("a linear dynamical system", "rnnlab lds predict"),
+    "ar": RunKind("an autoregressive series model", "rnnlab ar predict"),
+    "ctc": RunKind("a CTC sequence labeller", "rnnlab ctc decode"),
 }
 LANGUAGE_MODELS = ("lm", "reference")  # the kinds that sample, eval, compress, probe, export and serve load
 REFERENCE_ENGINE = "rnnlab.reference"  # config.json's train.engine in a reference run of rnnlab 0.1.0 (no kind)

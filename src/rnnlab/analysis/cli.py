@@ -1,4 +1,5 @@
-"""`rnnlab probe ...`: look inside a trained model (interpretable cells, surprisal, gradient flow, memorisation).
+"""`rnnlab probe ...`: look inside a trained model (interpretable cells, surprisal, gradient flow, memorisation,
+dynamics).
 
 Each command parses its arguments and calls rnnlab.analysis; nothing more.
 """
@@ -19,7 +20,9 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm.model import LanguageModel
 from rnnlab.nn import registry
 
-probe_app = typer.Typer(help="Look inside a trained model: cells, surprisal, gradients, novelty.", no_args_is_help=True)
+probe_app = typer.Typer(
+    help="Look inside a trained model: cells, surprisal, gradients, novelty, dynamics.", no_args_is_help=True
+)
 app.add_typer(probe_app, name="probe")
 
 Opt = typer.Option
@@ -141,6 +144,52 @@ def novelty(
     for i, size in enumerate(result.n):
         val = f"{result.validation[i]:.3f}" if result.validation is not None else "-"
         print(f"{size:>4}  {result.generated[i]:>18.3f}  {val:>19}")
+
+
+@probe_app.command("dynamics")
+def dynamics(
+    run_dir: Annotated[Path | None, typer.Argument(help="Run directory of a language model (or --builtin).")] = None,
+    builtin: Annotated[str | None, Opt(help="A hand-built network instead: repeated-ones, parity or addition.")] = None,
+    input_token: Annotated[
+        str | None, Opt(help="Constant input of the fixed points (default: the most frequent token; '\\n' newline).")
+    ] = None,
+    plot: Annotated[Path, Opt(help="PNG to write.")] = Path("dynamics.png"),
+    report: Annotated[Path, Opt(help="HTML report to write (the PNG inside).")] = Path("dynamics.html"),
+    language: Annotated[str, Opt(help="Languages to train a tiny GRU on and read its machine from ('' none).")] = (
+        "parity,no-aaa"
+    ),
+    rho: Annotated[str, Opt(help="Spectral radii of W_hh for the rnn-tanh sweep.")] = "0.5,0.8,0.9,1,1.1,1.2,1.5,2,3",
+    steps: Annotated[int, Opt(help="T: steps of driving input (training text, or random symbols).")] = 300,
+    starts: Annotated[int, Opt(help="Initial states of the fixed-point search.")] = 64,
+    max_steps: Annotated[int, Opt(help="Training steps of each language's network.")] = 400,
+    seed: Annotated[int, Opt(help="Seed of the sampling, the random networks and the training.")] = 0,
+) -> None:
+    """Fixed points and their stability, Lyapunov exponents (and a W_hh spectral-radius sweep), and the state
+    machines networks implement: a PNG and an HTML report."""
+    from rnnlab.analysis import dynamics as dyn
+    from rnnlab.analysis.automata import LANGUAGES
+    from rnnlab.analysis.render import dynamics_html, dynamics_png
+
+    if (run_dir is None) == (builtin is None):
+        raise RnnlabError("give a run directory or --builtin (one of them)")
+    if builtin is not None and builtin not in dyn.BUILTINS:
+        raise RnnlabError(f"unknown --builtin {builtin!r}; choose from {', '.join(dyn.BUILTINS)}")
+    languages = [name.strip() for name in language.split(",") if name.strip()]
+    if any(name not in LANGUAGES for name in languages):
+        raise RnnlabError(f"--language takes a comma-separated list of {', '.join(LANGUAGES)}; got {language!r}")
+    if steps <= dyn.TRANSIENT or starts < 1 or max_steps < 1:
+        raise RnnlabError(f"--steps must be > {dyn.TRANSIENT}, --starts and --max-steps >= 1")
+    rhos = _floats(rho, "--rho")
+    if builtin is not None:
+        result = dyn.probe_builtin(builtin, input_token, rhos, steps, starts, seed)
+    else:
+        result = dyn.probe_language_model(LanguageModel.load(run_dir), input_token, rhos, steps, starts, seed)
+    result.machines.extend(dyn.trained_machine(name, max_steps, seed) for name in languages)
+    print(dyn.summary(result))
+    png = dynamics_png(result)
+    plot.write_bytes(png)
+    report.write_text(dynamics_html(result, png, title=f"Dynamics of {builtin or run_dir.name}"))
+    print(f"plot written to {plot}\nreport written to {report}")
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:

@@ -49,6 +49,10 @@ APPS = (
     "rnnlab.serve.cli",
     "rnnlab.seq.cli",
     "rnnlab.lab.cli",
+    "rnnlab.baselines.cli",
+    "rnnlab.baselines.hmm_cli",
+    "rnnlab.baselines.series_cli",
+    "rnnlab.baselines.window_cli",
 )
 app.add_typer(task_app, name="task")
 for _module in APPS:

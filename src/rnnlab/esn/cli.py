@@ -68,7 +68,8 @@ def train(
     device: Annotated[str, Opt(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Fit an ESN that predicts each next row of a CSV time series; report NRMSE on the held-out tail and save."""
-    from rnnlab.esn.reservoir import fit_series, read_series_csv
+    from rnnlab.data.series import read_series_csv
+    from rnnlab.esn.reservoir import fit_series
 
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     series, names = read_series_csv(input, names)
@@ -102,7 +103,8 @@ def predict(
     device: Annotated[str, Opt(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Predict the next row after each row of a CSV series (one step ahead); print NRMSE against the truth."""
-    from rnnlab.esn.reservoir import load_series, predict_series, read_series_csv
+    from rnnlab.data.series import read_series_csv
+    from rnnlab.esn.reservoir import load_series, predict_series
 
     if output is not None:
         check_output(output)  # an unwritable --output fails before the work
@@ -126,7 +128,8 @@ def generate(
     device: Annotated[str, Opt(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Run the model freely on its own outputs for --steps rows, continuing the series (closed loop)."""
-    from rnnlab.esn.reservoir import generate_series, load_series, read_series_csv
+    from rnnlab.data.series import read_series_csv
+    from rnnlab.esn.reservoir import generate_series, load_series
 
     if steps < 0:
         raise RnnlabError(f"--steps must be >= 0, got {steps}")

@@ -6,7 +6,6 @@ root `rnnlab` app (rnnlab.cli.app), which mounts this module.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.ngram import NgramConfig
 from rnnlab.lm.train import run_training
-from rnnlab.rundir import check_output, write_output
+from rnnlab.rundir import CONFIG, check_output, read_run, write_output
 from rnnlab.ui import console, notice
 
 
@@ -121,8 +120,14 @@ MixDiscount = Annotated[float, Opt(help="Absolute discount of the n-gram model (
 
 @app.command("eval")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs to score.")],
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (a network's, or an n-gram model's).")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, directories or globs to score. Folders holding a config.json given before them are more "
+            "runs: the runs' next-token probabilities are averaged (an ensemble; one tokenizer for all)."
+        ),
+    ],
     as_json: Annotated[bool, Opt("--json", help="Print the scores as JSON.")] = False,
     device: Annotated[str, Opt(help="auto | cpu | cuda")] = "cpu",
     streams: Annotated[
@@ -137,23 +142,32 @@ def evaluate(
     mix_discount: MixDiscount = NgramConfig.discount,
 ) -> None:
     """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state,
-    every token with its full history)."""
+    every token with its full history). `rnnlab eval RUN1 RUN2 ... INPUT...` scores the average of the runs'
+    probabilities (--dynamic, --mix and --streams apply to the networks among them)."""
     adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment)
     ngram = NgramConfig(lr=mix_lr, discount=mix_discount)
     adapt.validate()  # even when unused: a bad value on the command line is a mistake worth reporting
     ngram.validate()
-    lm = LanguageModel.load(run_dir, device=device)
-    files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
-    with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):  # a spinner on a terminal
-        score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
-    if as_json:
-        print(json.dumps(score.to_dict(), allow_nan=False))
-        return
-    print(f"bits per char   {score.bits_per_char:.4f}")
-    print(f"nats per token  {score.nats_per_token:.4f}")
-    print(f"perplexity      {score.perplexity:.3f}")
-    print(f"tokens          {score.tokens}")
-    print(f"chars           {score.chars}")
+    runs = [run_dir]
+    while inputs and (Path(inputs[0]) / CONFIG).is_file():
+        runs.append(Path(inputs.pop(0)))
+    if not inputs:
+        raise RnnlabError("give the files to score after the run directories: rnnlab eval RUN [RUN...] INPUT...")
+    if len(runs) > 1 or read_run(run_dir)["kind"] == "ngram":
+        from rnnlab.lm.ensemble import load_ensemble, score_files
+
+        members = load_ensemble(runs, device, adapt if dynamic else None, ngram if mix else None, streams)
+        files = resolve_inputs(inputs, allow_binary=members[0].tokenizer.kind == "byte")
+        with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):
+            score = score_files(members, files)
+    else:
+        lm = LanguageModel.load(run_dir, device=device)
+        files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
+        with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):  # a terminal's spinner
+            score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
+    score.print(as_json)
+    if not as_json and len(runs) > 1:
+        print(f"models          {len(runs)}, next-token probabilities averaged")
 
 
 @app.command("example-data")

@@ -498,6 +498,65 @@ class MRNNCell(Cell):
         return h, h
 
 
+NARX_DELAYS = 8  # the `--cell narx` delay line: h_t sees x_{t-8..t}, as far back as a char LM's short words
+
+
+@register("narx", state=("taps",), per_unit=False, no_onnx="the exporter takes (L, N, H) states, not a k·H line")
+class NARXCell(Cell):
+    """Delay-tap (time-delay, NARX) cell: the network sees a tapped delay line of its last k inputs, not its
+    previous hidden state (Lang, Waibel & Hinton 1990's time-delay network; the input taps of Lin, Horne, Tiňo &
+    Giles 1996's NARX network):
+
+        h_t = tanh(W_0 x_t + W_1 x_{t-1} + ... + W_k x_{t-k} + b)        k = `delays`
+
+    so h_t depends on x_{t-k..t} and on nothing older: its memory is the window. Output taps are left out on
+    purpose: feeding back the cell's own output h_{t-1} is Elman's recurrence, the very thing this cell is the
+    contrast to, and in next-token prediction under teacher forcing the previous outputs are the previous inputs.
+
+    The delay line is held in projected form (the transposed direct form of an FIR filter): part m = 1..k of the
+    state is the inputs' share, already read, of h_{t+m}'s pre-activation, Σ_{j ≥ m} W_j x_{t+m-j}, each (N, H).
+    The state is therefore (N, k·H) whatever the input size, so layers of different input sizes stack (the
+    registry's state contract); it is not per unit (k values per unit, none of them h). `weight_ih` stacks
+    [W_0; W_1; ...; W_k] ((k+1)·H, D), so every tap comes from one product per sequence; `bias_ih` (H) is b.
+    """
+
+    fused_op = True  # `sequence`: all steps at once as k + 1 shifted sums; the step loop is the check
+
+    def __init__(self, input_size: int, hidden_size: int, delays: int = NARX_DELAYS) -> None:
+        super().__init__()
+        if delays < 1:
+            raise ValueError(f"a delay line needs delays >= 1, got {delays}")
+        self.hidden_size, self.delays = hidden_size, delays
+        self.weight_ih = nn.Parameter(torch.empty((delays + 1) * hidden_size, input_size))
+        self.bias_ih = nn.Parameter(torch.empty(hidden_size))
+        self._uniform_init()
+
+    def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
+        """Zeros (N, k·H): before the first input, every earlier input counts as zero."""
+        return torch.zeros(N, self.delays * self.hidden_size, device=device, dtype=dtype)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Every tap's share, [W_0 x + b, W_1 x, ..., W_k x]: (..., D) -> (..., (k+1)·H)."""
+        return F.linear(x, self.weight_ih, F.pad(self.bias_ih, (0, self.delays * self.hidden_size)))
+
+    def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """h_t from x_t's share and part 1 of the line; the line moves up one place and takes x_t's later shares."""
+        H = self.hidden_size
+        h = torch.tanh(xw[..., :H] + state[..., :H])
+        return h, F.pad(state[..., H:], (0, H)) + xw[..., H:]
+
+    def sequence(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """x (N, T, D) -> h (N, T, H), final line: the pre-activations of steps 0..T+k-1 as the carried line plus
+        each tap's shares shifted by its delay; the first T are this sequence's, the last k the line carried on."""
+        N, T, _ = x.shape
+        H, k = self.hidden_size, self.delays
+        taps = self.project(x).view(N, T, k + 1, H)
+        pre = F.pad(state.view(N, k, H), (0, 0, 0, T))  # (N, T + k, H)
+        for j in range(k + 1):
+            pre = pre + F.pad(taps[:, :, j], (0, 0, j, k - j))
+        return torch.tanh(pre[:, :T]), pre[:, T:].reshape(N, k * H)
+
+
 def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
     """The cell called `name` (as in `--cell`; nn/registry.py). `options` are ModelConfig fields by name (peephole,
     factors); each cell is given those its registration lists, as they apply to it alone."""

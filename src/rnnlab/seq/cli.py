@@ -60,61 +60,143 @@ def _split(items: list, fraction: float = 0.1) -> tuple[list, list]:
     return items[:cut], items[cut:]
 
 
+VECTORS_HELP = "or vector sequences: NPZ/NPY, or CSV with an id column (write an example: `rnnlab task video`)"
+Output = Annotated[Path | None, Opt(help="Write the predictions to this CSV instead of printing them.")]
+
+
+def _examples(
+    data: Path | None, task: str | None, tasks: dict[str, Callable], read: Callable, count: int, seed: int
+) -> tuple[Any, Any]:
+    """(train, held out) for a train command: INPUT (a vector-sequence file, or a file `read` reads), else the
+    built-in `task` (the first of `tasks` by default), `count` examples and 1000 more held out."""
+    from rnnlab.seq.vectors import is_vector_file, read_vector_sequences
+
+    if data is not None and task is not None:
+        raise RnnlabError("give INPUT or --task, not both")
+    if task is not None and task not in tasks:
+        raise RnnlabError(f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
+    if data is None:
+        make = tasks[task or next(iter(tasks))]
+        return make(count, seed), make(1000, seed + 1)
+    if not is_vector_file(data):
+        return _split(read(data))
+    sequences = read_vector_sequences(data)
+    train, test = _split(list(range(len(sequences))))
+    return sequences.select(train), sequences.select(test)
+
+
+def _vector_file(inputs: list[str], run_dir: Path) -> Any:
+    """The one vector-sequence file a run trained on vectors predicts for."""
+    from rnnlab.seq.vectors import read_vector_sequences
+
+    if len(inputs) != 1:
+        raise RnnlabError(f"{run_dir} was trained on vector sequences: give one .npz, .npy or .csv file of them")
+    return read_vector_sequences(Path(inputs[0]))
+
+
+def _not_vectors(inputs: list[str], run_dir: Path) -> None:
+    """Refuse a vector-sequence file given to a run trained on text, rather than reading its name as text."""
+    from rnnlab.seq.vectors import is_vector_file
+
+    if len(inputs) == 1 and Path(inputs[0]).is_file() and is_vector_file(Path(inputs[0])):
+        raise RnnlabError(f"{run_dir} was trained on text, not on vector sequences like {inputs[0]}")
+
+
+def _write_rows(rows: list[tuple[str, ...]], header: tuple[str, ...], output: Path | None) -> None:
+    """Print tab-separated rows, or write them under `header` to the CSV `output`."""
+    import csv
+    import io
+
+    from rnnlab.rundir import write_output
+
+    if output is None:
+        for row in rows:
+            print("\t".join(row))
+        return
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
+    write_output(output, text.getvalue().encode("utf-8"))
+    console.print(f"wrote {len(rows)} rows to {output}")
+
+
 @classify_app.command("train", cls=PanelCommand)
 @_shared({"data": "--data"}, hidden=64, embed=32, steps=400)
 def classify_train(
-    data: Annotated[
-        Path | None, input_argument("CSV (text,label columns) or JSONL; default: the sentiment demo.")
-    ] = None,
+    data: Annotated[Path | None, input_argument(f"CSV (text,label columns) or JSONL, {VECTORS_HELP}.")] = None,
     *,
     out: Out,
+    task: Annotated[
+        str | None, Opt(help="Without INPUT: sentiment (texts) | video (moving-shape clips).  [default: sentiment]")
+    ] = None,
     examples: Examples = 4000,
     options: dict[str, Any],
 ) -> None:
-    """Train a sequence classifier; prints held-out accuracy beside the majority-class rate."""
-    from rnnlab.seq.classify import Classifier, demo, read_labelled
+    """Train a sequence classifier on texts or vector sequences; prints held-out accuracy beside the majority-class
+    rate."""
+    from rnnlab.seq.classify import Classifier, demo, majority_rate, read_labelled
+    from rnnlab.tasks.video import moving_shapes
 
     config = SeqConfig(**options)
-    seed = config.seed
-    train, test = _split(read_labelled(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
+    tasks = {"sentiment": demo, "video": moving_shapes}
+    train, test = _examples(data, task, tasks, read_labelled, examples, config.seed)
     model = Classifier.train(train, config, log=_log)
     model.save(out)
-    labels = [label for _, label in test]
-    chance = max(labels.count(label) for label in set(labels)) / len(labels)
+    chance = majority_rate(test)
     console.print(f"held-out accuracy {model.accuracy(test):.3f} (majority class {chance:.3f}); saved in {out}")
 
 
 @classify_app.command("predict")
 def classify_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab classify train`.")],
-    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    texts: Annotated[
+        list[str], typer.Argument(help="Texts to classify, or for a run trained on vectors one NPZ/NPY/CSV file.")
+    ],
+    output: Output = None,
 ) -> None:
-    """Print the predicted label and its probability for each text."""
+    """Print the predicted label, its probability and the text (or sequence id) for each text or sequence; with
+    labels in a vector file, also the accuracy."""
+    from rnnlab.rundir import check_output
     from rnnlab.seq.classify import Classifier
 
+    if output is not None:
+        check_output(output)
     model = Classifier.load(run_dir)
-    for text, probs in zip(texts, model.probabilities(texts), strict=True):
-        best = int(probs.argmax())
-        print(f"{model.labels[best]}\t{float(probs[best]):.3f}\t{text}")
+    if model.features:
+        sequences = _vector_file(texts, run_dir)
+        inputs, names, header = sequences, sequences.names(), ("label", "probability", "id")
+    else:
+        _not_vectors(texts, run_dir)
+        inputs, names, header, sequences = texts, texts, ("label", "probability", "text"), None
+    probs = model.probabilities(inputs)
+    best = probs.argmax(-1).tolist()
+    rows = [(model.labels[b], f"{float(p[b]):.3f}", name) for b, p, name in zip(best, probs, names, strict=True)]
+    _write_rows(rows, header, output)
+    if sequences is not None and sequences.labels is not None:
+        right = sum(model.labels[b] == label for b, label in zip(best, sequences.labels, strict=True))
+        console.print(f"accuracy {right / len(best):.3f} on the {len(best)} labelled sequences")
 
 
 @tag_app.command("train", cls=PanelCommand)
 @_shared({"data": "--data"}, hidden=32, embed=8, steps=300)
 def tag_train(
-    data: Annotated[
-        Path | None, input_argument('JSONL {"tokens": [...], "tags": [...]}; default: repeated ones.')
-    ] = None,
+    data: Annotated[Path | None, input_argument(f'JSONL {{"tokens": [...], "tags": [...]}}, {VECTORS_HELP}.')] = None,
     *,
     out: Out,
+    task: Annotated[
+        str | None,
+        Opt(help="Without INPUT: repeated-ones (bits) | video (moving-shape clips).  [default: repeated-ones]"),
+    ] = None,
     examples: Examples = 4000,
     options: dict[str, Any],
 ) -> None:
-    """Train a per-token tagger; prints held-out token accuracy beside the majority-tag rate."""
+    """Train a per-step tagger on tokens or vector sequences; prints held-out accuracy per token (or frame) beside
+    the majority-tag rate."""
     from rnnlab.seq.tagger import Tagger, demo, majority_rate, read_tagged
+    from rnnlab.tasks.video import moving_shapes
 
     config = SeqConfig(**options)
-    seed = config.seed
-    train, test = _split(read_tagged(data)) if data else (demo(examples, seed), demo(1000, seed + 1))
+    tasks = {"repeated-ones": demo, "video": moving_shapes}
+    train, test = _examples(data, task, tasks, read_tagged, examples, config.seed)
     model = Tagger.train(train, config, log=_log)
     model.save(out)
     console.print(
@@ -125,59 +207,184 @@ def tag_train(
 @tag_app.command("predict")
 def tag_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab tag train`.")],
-    tokens: Annotated[list[str], typer.Argument(help="The tokens of one sequence.")],
+    tokens: Annotated[
+        list[str], typer.Argument(help="The tokens of one sequence, or for a run trained on vectors one NPZ/NPY/CSV.")
+    ],
+    output: Output = None,
 ) -> None:
-    """Print each token with its tag."""
+    """Print each token with its tag, or for a vector file each sequence's id and its tags (one per frame; with
+    --output one row per frame); with tags in the file, also the accuracy."""
+    from rnnlab.rundir import check_output
     from rnnlab.seq.tagger import Tagger
 
-    for token, tag in zip(tokens, Tagger.load(run_dir).predict([tokens])[0], strict=True):
-        print(f"{token}\t{tag}")
+    if output is not None:
+        check_output(output)
+    model = Tagger.load(run_dir)
+    if not model.features:
+        _not_vectors(tokens, run_dir)
+        rows = list(zip(tokens, model.predict([tokens])[0], strict=True))
+        _write_rows(rows, ("token", "tag"), output)
+        return
+    sequences = _vector_file(tokens, run_dir)
+    predicted = dict(zip(sequences.names(), model.predict(sequences), strict=True))
+    if output is None:
+        _write_rows([(name, " ".join(tags)) for name, tags in predicted.items()], ("id", "tags"), None)
+    else:
+        frames = [(name, str(k), tag) for name, tags in predicted.items() for k, tag in enumerate(tags)]
+        _write_rows(frames, ("id", "frame", "tag"), output)
+    if sequences.tags is not None:
+        given = zip(predicted.values(), sequences.tags, strict=True)
+        pairs = [(p, t) for ps, ts in given for p, t in zip(ps, ts, strict=True)]
+        console.print(f"accuracy {sum(p == t for p, t in pairs) / len(pairs):.3f} on the {len(pairs)} tagged frames")
 
 
 @seq2seq_app.command("train", cls=PanelCommand)
-@_shared(cell="lstm", hidden=128, embed=32, steps=2000, batch_size=64)
+@_shared({"data": "--data"}, cell="lstm", hidden=128, embed=32, steps=2000, batch_size=64)
 def seq2seq_train(
+    data: Annotated[
+        Path | None,
+        input_argument("source<TAB>target lines, or vector sequences with targets (.npz/.npy/.csv); default: --task."),
+    ] = None,
     *,
     out: Out,
-    task: Annotated[str, Opt(help="reverse | sort | translit | multiples (one-to-many).")] = "reverse",
-    length: Annotated[int, Opt(help="reverse, sort: sequence length.")] = 10,
+    task: Annotated[str, Opt(help="reverse | sort | translit | spell | multiples (one-to-many) | video (clips).")] = (
+        "reverse"
+    ),
+    length: Annotated[int, Opt(help="reverse, sort: sequence length; spell: the longest number.")] = 10,
     examples: Examples = 20000,
+    tokens: Annotated[str, Opt(help="INPUT: char | word | bpe tokens on both sides.")] = "char",
+    source_tokens: Annotated[str | None, Opt(help="INPUT: the source side's tokens (default: --tokens).")] = None,
+    target_tokens: Annotated[str | None, Opt(help="INPUT: the target side's tokens (default: --tokens).")] = None,
+    vocab_size: Annotated[int, Opt(help="bpe: vocabulary to learn on each side.")] = 1000,
+    attention: Annotated[str, Opt(help="none | additive (Bahdanau) | dot (Luong).")] = "none",
+    bidirectional: Annotated[bool, Opt(help="Encoder reads the source both ways (H/2 units each).")] = False,
+    beam: Beam = 1,
+    plot_attention: Annotated[Path | None, Opt(help="Draw a held-out example's attention weights as this PNG.")] = None,
+    example: Annotated[int, Opt(help="Which held-out example --plot-attention draws (0-based).")] = 0,
     options: dict[str, Any],
 ) -> None:
-    """Train an encoder-decoder on a built-in task; prints held-out exact match (greedy decoding)."""
-    from rnnlab.seq.seq2seq import Seq2Seq
-    from rnnlab.tasks import seq2seq_toys
+    """Train an encoder-decoder on your pairs or a built-in task; prints held-out exact match, BLEU-4 and
+    token accuracy beside the most common target's exact match."""
+    from rnnlab.seq.seq2seq import Seq2Seq, builtin_data, file_data
 
-    if task not in seq2seq_toys.TASKS:
-        raise RnnlabError(f"unknown task {task!r}; choose one of: {', '.join(seq2seq_toys.TASKS)}")
-    if length < 1:
-        raise RnnlabError(f"--length must be >= 1, got {length}")
-    make = seq2seq_toys.TASKS[task]
     config = SeqConfig(**options)
-    seed = config.seed
-    sized = {"length": length} if task in ("reverse", "sort") else {}
-    train, test = make(examples, seed=seed, **sized), make(1000, seed=seed + 1, **sized)
-    model = Seq2Seq.train(train, config, one_to_many=task == "multiples", log=_log)
-    model.save(out, task)
-    console.print(f"held-out exact match {model.exact_match(test):.3f} (greedy); saved in {out}")
+    _check_decoding(beam, attention, plot_attention)
+    if data is not None:
+        chosen = (source_tokens or tokens, target_tokens or tokens)
+        dataset = file_data(data, _split, chosen, vocab_size)
+    else:
+        dataset = builtin_data(task, examples, length, config.seed)
+    if plot_attention is not None and not 0 <= example < len(dataset.test):
+        raise RnnlabError(f"--example must be in 0..{len(dataset.test) - 1}, got {example}")
+    model = Seq2Seq.train(
+        dataset.train,
+        config,
+        one_to_many=dataset.one_to_many,
+        log=_log,
+        attention=attention,
+        bidirectional=bidirectional,
+        sides=dataset.sides,
+    )
+    model.save(out, dataset.task)
+    _report(model, dataset.test, beam, plot_attention, example, dataset.train)
+    console.print(f"saved in {out}")
+
+
+@seq2seq_app.command("eval")
+def seq2seq_eval(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab seq2seq train`.")],
+    data: Annotated[Path, input_argument("source<TAB>target lines (or vector sequences with targets).")],
+    beam: Beam = 1,
+    plot_attention: Annotated[Path | None, Opt(help="Draw one example's attention weights as this PNG.")] = None,
+    example: Annotated[int, Opt(help="Which example --plot-attention draws (0-based).")] = 0,
+) -> None:
+    """Print exact match, BLEU-4 and token accuracy of the run's outputs on INPUT's pairs."""
+    from rnnlab.seq.seq2seq import Seq2Seq, evaluation_pairs
+
+    model = Seq2Seq.load(run_dir)
+    _check_decoding(beam, model.module.attention_kind, plot_attention)
+    pairs = evaluation_pairs(model, data)
+    if plot_attention is not None and not 0 <= example < len(pairs):
+        raise RnnlabError(f"--example must be in 0..{len(pairs) - 1}, got {example}")
+    _report(model, pairs, beam, plot_attention, example)
+
+
+def _check_decoding(beam: int, attention: str, plot: Path | None) -> None:
+    """Refuse, before any work, a beam width or an attention plot that cannot be."""
+    from rnnlab.rundir import check_output
+
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
+    if plot is not None:
+        if attention == "none":
+            raise RnnlabError("--plot-attention needs a model with attention (--attention additive or dot)")
+        check_output(plot)
+
+
+def _report(model: Any, pairs: list, beam: int, plot: Path | None, example: int, train: list | None = None) -> None:
+    """Print the scores of `model` on `pairs` (beside the most common training target's, given `train`) and
+    draw the attention of pairs[example] when asked."""
+    import math
+
+    from rnnlab.seq.seq2seq import most_common_baseline
+
+    s = model.evaluate(pairs, beam)
+    how = "greedy" if beam == 1 else f"beam {beam}"
+    if train:
+        b = most_common_baseline(train, pairs)
+        baseline = f"; most common target: exact {b.exact:.3f}, token accuracy {b.token_accuracy:.3f}"
+    else:
+        baseline = ""
+    bleu = "n/a (no output of 4 tokens)" if math.isnan(s.bleu) else f"{s.bleu:.3f}"
+    scope = "held-out " if train else ""
+    console.print(
+        f"{scope}exact match {s.exact:.3f}  BLEU-4 {bleu}  token accuracy {s.token_accuracy:.3f} "
+        f"({how}; {s.count} pairs{baseline})"
+    )
+    if plot is not None:
+        source, target = pairs[example]
+        output = model.translate([source], beam, strict=False)[0][0]
+        model.plot_attention(source, output, plot, f"target: {model.sides[1].join(target)}")
+        console.print(f"attention weights of example {example} in {plot}")
 
 
 @seq2seq_app.command("predict")
 @old_verb(seq2seq_app, "seq2seq decode", "seq2seq predict")
 def seq2seq_predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab seq2seq train`.")],
-    inputs: Annotated[list[str], typer.Argument(help='Sources: "3 1 4" (tokens) or "shapka" (characters).')],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help='Sources: "3 1 4" (tokens) or "shapka" (characters).')
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        Opt("--sources", help="Read sources from this file, one per line (a vector file for vector runs); - is stdin."),
+    ] = None,
     beam: Beam = 1,
+    plot_attention: Annotated[Path | None, Opt(help="Draw the first source's attention weights as this PNG.")] = None,
 ) -> None:
-    """Decode each source; prints the output and its log-probability."""
-    from rnnlab.seq.seq2seq import Seq2Seq
+    """Decode each source (the arguments, --sources' lines, or else standard input's); prints the output and its
+    log-probability (and, for a run trained on vectors, the sequence's id)."""
+    import sys
+
+    from rnnlab.seq.seq2seq import Seq2Seq, read_sources
 
     model = Seq2Seq.load(run_dir)
-    for text in inputs:
-        spaced = " " in text.strip()
-        source = text.split() if spaced else list(text)
-        tokens, logp = model.beam(source, beam) if beam > 1 else model.greedy([source])[0]
-        print(f"{(' ' if spaced else '').join(tokens)}\t{logp:.4f}")
+    _check_decoding(beam, model.module.attention_kind, plot_attention)
+    if inputs and input_file is not None:
+        raise RnnlabError("give sources as arguments or with --sources, not both")
+    if not inputs and not model.module.features and (input_file is None or str(input_file) == "-"):
+        if sys.stdin.isatty():
+            raise RnnlabError("give sources as arguments, with --sources FILE, or on standard input")
+        inputs, input_file = sys.stdin.read().splitlines(), None
+    names, sources = read_sources(model, inputs, input_file)
+    results = model.translate(sources, beam)
+    for name, (tokens, logp) in zip(names, results, strict=True):
+        if model.module.features:
+            print(f"{model.sides[1].join(tokens)}\t{logp:.4f}\t{name}")
+        else:
+            print(f"{model.sides[1].join(tokens, ' ' in name.strip())}\t{logp:.4f}")
+    if plot_attention is not None:
+        model.plot_attention(sources[0], results[0][0], plot_attention)
 
 
 @timeseries_app.command("train", cls=PanelCommand)
@@ -410,3 +617,127 @@ def vqa_predict(
         print(f"{replies[-1]}\t{float(p.max()):.3f}\t(true: {truth})\t{question}")
     if plot is not None:
         render_grid(pixels[None], ["\n".join(f"{q} {r}" for q, r in zip(questions, replies, strict=True))], plot)
+
+
+ctc_app = typer.Typer(
+    help="CTC line recognition: read text line images column by column, trained on unaligned transcripts.",
+    no_args_is_help=True,
+)
+app.add_typer(ctc_app, name="ctc")
+CtcBeam = Annotated[int, Opt(help="Prefix beam search width (1: greedy, the best path).")]
+CtcPlot = Annotated[
+    Path | None, Opt(help="Also save a PNG of the lines with their decoded text and per-frame best class.")
+]
+
+
+@ctc_app.command("train", cls=PanelCommand)
+@_shared(hidden=64, embed=64, steps=1500)
+def ctc_train(
+    folder: Annotated[
+        Path | None, input_argument("Folder of line images + labels.tsv (NAME<TAB>TEXT per line); default: --task.")
+    ] = None,
+    *,
+    out: Out,
+    task: Annotated[str | None, Opt(help="Without INPUT: lines (generated printed text lines).")] = None,
+    examples: Examples = 3000,
+    height: Annotated[int, Opt(help="Image height in pixels; your lines are resized to it.")] = 32,
+    window: Annotated[int, Opt(help="Pixel columns per frame.")] = 2,
+    bidirectional: Annotated[bool, Opt(help="Read each line in both directions.")] = True,
+    options: dict[str, Any],
+) -> None:
+    """Train a CTC line recogniser; prints held-out character error rate (CER) beside image-blind baselines."""
+    from rnnlab.seq.ctc import LineReader, Reading, baselines, read_folder
+    from rnnlab.tasks.lines import make_lines
+
+    config, reading = SeqConfig(**options), Reading(height, window, bidirectional)
+    config.validate()
+    reading.validate()
+    if folder is not None and task is not None:
+        raise RnnlabError("give INPUT (your folder) or --task, not both")
+    if folder is None and (task or "lines") != "lines":
+        raise RnnlabError(f"unknown task {task!r}; the built-in task is: lines")
+    if folder is not None:
+        images, texts, names = read_folder(folder, height)
+        (train_images, test_images), (train_texts, test_texts) = _split(images), _split(texts)
+    else:
+        if examples < 1:
+            raise RnnlabError(f"--examples must be >= 1, got {examples}")
+        names = None
+        train_images, train_texts = make_lines(examples, config.seed, height)
+        test_images, test_texts = make_lines(200, config.seed + 1, height)
+    model = LineReader.train(train_images, train_texts, config, reading, names=names, log=_log)
+    unseen = sorted(set("".join(test_texts)) - set(model.alphabet))
+    scored = [i for i, text in enumerate(test_texts) if not set(text) & set(unseen)]
+    skipped = f"; {len(test_texts) - len(scored)} held-out lines with unseen characters skipped" if unseen else ""
+    test_images, test_texts = [test_images[i] for i in scored], [test_texts[i] for i in scored]
+    if not test_texts:
+        model.save(out, "lines" if folder is None else "user data")
+        console.print(f"no held-out line uses only characters seen in training (CER not measured); saved in {out}")
+        return
+    error = model.cer(test_images, test_texts)
+    held_out = {"cer": round(error, 4), "lines": len(test_texts)}
+    model.save(out, "lines" if folder is None else "user data", {"held_out_cer": held_out})
+    blind = ", ".join(f"{name} {value:.3f}" for name, value in baselines(train_texts, test_texts).items())
+    summary = f"held-out CER {error:.3f} greedy on {len(test_texts)} lines (image-blind: {blind}){skipped}"
+    console.print(summary, soft_wrap=True)
+    console.print(f"saved in {out}")
+
+
+@ctc_app.command("decode")
+def ctc_decode(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab ctc train`.")],
+    images: Annotated[list[Path], typer.Argument(help="Line image files (any width; resized to the run's height).")],
+    beam: CtcBeam = 1,
+    plot: CtcPlot = None,
+) -> None:
+    """Print the text read from each line image, a TAB, and the file."""
+    from rnnlab.rundir import check_output
+    from rnnlab.seq.ctc import LineReader, load_line, plot_lines
+
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
+    if plot is not None:
+        check_output(plot)
+    model = LineReader.load(run_dir)
+    pixels = [load_line(path, model.reading.height) for path in images]
+    decoded = model.decode(pixels, beam)
+    for text, path in zip(decoded, images, strict=True):
+        print(f"{text}\t{path}")
+    if plot is not None:
+        shown = slice(0, 8)
+        scores = model.log_probs(pixels[shown])
+        plot_lines(pixels[shown], decoded[shown], plot, None, scores, model.alphabet, model.reading.window)
+
+
+@ctc_app.command("eval")
+def ctc_eval(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab ctc train`.")],
+    folder: Annotated[Path, input_argument("Folder of line images + labels.tsv (NAME<TAB>TEXT per line).")],
+    beam: CtcBeam = 1,
+    plot: CtcPlot = None,
+) -> None:
+    """Print the character error rate on a folder of transcribed lines beside image-blind baselines."""
+    from rnnlab.rundir import check_output
+    from rnnlab.seq.ctc import LineReader, baselines, cer, plot_lines, read_folder
+
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
+    if plot is not None:
+        check_output(plot)
+    model = LineReader.load(run_dir)
+    images, texts, names = read_folder(folder, model.reading.height)
+    for name, text in zip(names, texts, strict=True):
+        unknown = sorted(set(text) - set(model.alphabet))
+        if unknown:
+            raise RnnlabError(
+                f"{name}: character(s) {''.join(unknown)!r} are not in the run's alphabet {model.alphabet!r}"
+            )
+    decoded = model.decode(images, beam)
+    blind = ", ".join(f"{name} {value:.3f}" for name, value in baselines(texts, texts).items())
+    how = "greedy" if beam == 1 else f"beam {beam}"
+    chars = sum(map(len, texts))
+    print(f"CER {cer(decoded, texts):.4f} ({how}) on {len(texts)} lines, {chars} characters (image-blind: {blind})")
+    if plot is not None:
+        shown = slice(0, 6)
+        scores = model.log_probs(images[shown])
+        plot_lines(images[shown], decoded[shown], plot, texts[shown], scores, model.alphabet, model.reading.window)

@@ -1,6 +1,8 @@
 """Toy tasks for encoder-decoder models: reverse or sort a digit string, transliterate a made-up word
-from Latin to Cyrillic letters (digraphs like "sh" -> "ш" make the lengths differ), and, for one-to-many
-generation from a single class vector, write out the multiples of a digit."""
+from Latin to Cyrillic letters (digraphs like "sh" -> "ш" make the lengths differ), spell a number's digits
+out in words (any length, so training on short numbers and testing on long ones measures length
+generalisation), and, for one-to-many generation from a single class vector, write out the multiples of a
+digit."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import random
 Pairs = list[tuple[list[str], list[str]]]
 
 DIGITS = [str(d) for d in range(10)]
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TRANSLIT = {"sh": "ш", "ch": "ч", "zh": "ж", "ya": "я", "yu": "ю", "kh": "х", "ts": "ц"}
 TRANSLIT.update(dict(zip("abvgdezikl", "абвгдезикл", strict=True)))
 TRANSLIT.update(dict(zip("mnoprstufy", "мнопрстуфы", strict=True)))
@@ -33,6 +36,18 @@ def sort(n: int, length: int = 10, seed: int = 0) -> Pairs:
     for _ in range(n):
         src = [rng.choice(DIGITS) for _ in range(length)]
         pairs.append((src, sorted(src)))
+    return pairs
+
+
+def spell(n: int, length: int = 10, seed: int = 0, min_length: int = 1) -> Pairs:
+    """Digit strings of `min_length` to `length` digits (uniformly many of each length; no leading zero) and
+    their digits in words: "1203" -> one two zero three."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        size = rng.randint(min_length, length)
+        src = [rng.choice(DIGITS[1:])] + [rng.choice(DIGITS) for _ in range(size - 1)]
+        pairs.append((src, [DIGIT_WORDS[int(d)] for d in src]))
     return pairs
 
 
@@ -70,4 +85,4 @@ def multiples(n: int, count: int = 5, seed: int = 0) -> Pairs:
     return pairs
 
 
-TASKS = {"reverse": reverse, "sort": sort, "translit": transliteration, "multiples": multiples}
+TASKS = {"reverse": reverse, "sort": sort, "translit": transliteration, "spell": spell, "multiples": multiples}
