@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.baselines.series import last_value_nrmse, nrmse, split, standardisation
+from rnnlab.baselines.series import check_columns, last_value_nrmse, nrmse, split, standardisation
 from rnnlab.config import TrainConfig, max_time_opt, opt
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import WEIGHTS, atomic_save_tensors, load_state_dict, load_tensors, read_run, write_run_config
@@ -164,8 +164,7 @@ class ARModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     def standardise(self, series: np.ndarray) -> np.ndarray:
-        if series.ndim != 2 or series.shape[1] != len(self.columns):
-            raise RnnlabError(f"expected {len(self.columns)} columns ({', '.join(self.columns)}), got {series.shape}")
+        check_columns(series, self.columns)
         if len(series) < self.config.order:
             raise RnnlabError(f"the model needs at least {self.config.order} rows (its --order), got {len(series)}")
         return (series - self.mean) / self.std

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.linalg import solve_discrete_lyapunov
 
-from rnnlab.baselines.series import last_value_nrmse, nrmse, split, standardisation
+from rnnlab.baselines.series import check_columns, last_value_nrmse, nrmse, split, standardisation
 from rnnlab.config import opt
 from rnnlab.errors import RnnlabError
 from rnnlab.rundir import WEIGHTS, atomic_save_tensors, load_tensors, read_run, write_run_config
@@ -329,8 +329,7 @@ class LDSModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     def standardise(self, series: np.ndarray) -> np.ndarray:
-        if series.ndim != 2 or series.shape[1] != len(self.columns):
-            raise RnnlabError(f"expected {len(self.columns)} columns ({', '.join(self.columns)}), got {series.shape}")
+        check_columns(series, self.columns)
         return (series - self.mean) / self.std
 
     def one_step(self, series: np.ndarray) -> np.ndarray:

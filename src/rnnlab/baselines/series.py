@@ -74,3 +74,9 @@ def horizon_targets(series: np.ndarray, start: int, horizon: int) -> tuple[np.nd
     if len(origins) == 0:
         raise RnnlabError(f"no room for a {horizon}-step forecast in the {len(series) - start} held-out rows")
     return origins, series[origins[:, None] + np.arange(1, horizon + 1)]
+
+
+def check_columns(series: np.ndarray, columns: list[str]) -> None:
+    """A (T, D) series with the D columns a model was fitted on, or a one-line error naming them."""
+    if series.ndim != 2 or series.shape[1] != len(columns):
+        raise RnnlabError(f"expected {len(columns)} columns ({', '.join(columns)}), got {series.shape}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -15,6 +15,9 @@ from rnnlab.cli.options import PanelCommand, config_options, input_argument, old
 from rnnlab.errors import RnnlabError
 from rnnlab.seq.sequence import SeqConfig
 from rnnlab.ui import console
+
+if TYPE_CHECKING:
+    from rnnlab.seq.ctc import LineReader
 
 Opt = typer.Option
 classify_app = typer.Typer(help="Many-to-one: classify whole sequences.", no_args_is_help=True)
@@ -683,6 +686,18 @@ def ctc_train(
     console.print(f"saved in {out}")
 
 
+def _line_reader(run_dir: Path, beam: int, plot: Path | None) -> LineReader:
+    """The options of decode and eval checked (before anything is written), then the run's LineReader."""
+    from rnnlab.rundir import check_output
+    from rnnlab.seq.ctc import LineReader
+
+    if beam < 1:
+        raise RnnlabError(f"--beam must be >= 1, got {beam}")
+    if plot is not None:
+        check_output(plot)
+    return LineReader.load(run_dir)
+
+
 @ctc_app.command("decode")
 def ctc_decode(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of `rnnlab ctc train`.")],
@@ -691,14 +706,9 @@ def ctc_decode(
     plot: CtcPlot = None,
 ) -> None:
     """Print the text read from each line image, a TAB, and the file."""
-    from rnnlab.rundir import check_output
-    from rnnlab.seq.ctc import LineReader, load_line, plot_lines
+    from rnnlab.seq.ctc import load_line, plot_lines
 
-    if beam < 1:
-        raise RnnlabError(f"--beam must be >= 1, got {beam}")
-    if plot is not None:
-        check_output(plot)
-    model = LineReader.load(run_dir)
+    model = _line_reader(run_dir, beam, plot)
     pixels = [load_line(path, model.reading.height) for path in images]
     decoded = model.decode(pixels, beam)
     for text, path in zip(decoded, images, strict=True):
@@ -717,14 +727,9 @@ def ctc_eval(
     plot: CtcPlot = None,
 ) -> None:
     """Print the character error rate on a folder of transcribed lines beside image-blind baselines."""
-    from rnnlab.rundir import check_output
-    from rnnlab.seq.ctc import LineReader, baselines, cer, plot_lines, read_folder
+    from rnnlab.seq.ctc import baselines, cer, plot_lines, read_folder
 
-    if beam < 1:
-        raise RnnlabError(f"--beam must be >= 1, got {beam}")
-    if plot is not None:
-        check_output(plot)
-    model = LineReader.load(run_dir)
+    model = _line_reader(run_dir, beam, plot)
     images, texts, names = read_folder(folder, model.reading.height)
     for name, text in zip(names, texts, strict=True):
         unknown = sorted(set(text) - set(model.alphabet))
