@@ -26,6 +26,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -387,3 +389,51 @@ def remove_temporaries(run_dir: Path) -> None:
         fresh = time.time() - path.stat().st_mtime < STALE_AFTER_S and not (path / LOCK).exists()
         if not fresh:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def check_new_run(out: Path, overwrite: bool, kind: str | None = None) -> bool:
+    """Whether `out` holds a run that the new one will replace; a one-line error unless `out` is new, an empty
+    folder, or (with `overwrite`) a run directory no process is training, of `kind` when one is given."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return False
+    if not out.is_dir() or out.is_symlink():
+        raise RnnlabError(f"cannot write the run to {out}: it is not a folder")
+    if not any(out.iterdir()):
+        return False  # an empty folder: the finished run is renamed onto it
+    if not overwrite:
+        raise RnnlabError(f"{out} already exists; use --overwrite to replace it, or another --out")
+    try:
+        found = read_run(out)["kind"]
+    except RnnlabError:
+        found = None
+    if found is None or (kind is not None and found != kind):
+        wanted = f"a {kind} run directory" if kind else "a run directory"
+        raise RnnlabError(f"--overwrite replaces {wanted}; {out} is not one, so it is left alone")
+    if is_locked(out):
+        raise RnnlabError(f"{out} is being trained by another process; wait for it or stop it first")
+    return True
+
+
+@contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """A temporary sibling folder to build a run in (check `out` with check_new_run first). When the block ends
+    the finished run takes `out`'s place in one rename, an old run there moved aside and deleted; when it fails
+    the folder and any parent folders made for it are removed, and `out` is as it was."""
+    out = Path(out)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()][::-1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
+    try:
+        yield tmp
+        if out.is_dir() and any(out.iterdir()):
+            trash = make_temp_dir(out.parent, prefix=f".{out.name}.")
+            os.rename(out, trash / "replaced")
+            shutil.rmtree(trash, ignore_errors=True)
+        os.rename(tmp, out)  # atomic; an empty folder at `out` is replaced
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(made):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,12 +39,11 @@ from rnnlab.rundir import (
     TOKENIZER,
     WEIGHTS,
     atomic_save_tensors,
+    building,
+    check_new_run,
     check_state_dict,
-    is_locked,
     load_tensors,
-    make_temp_dir,
     read_run,
-    remove_temporaries,
     write_run_config,
 )
 from rnnlab.ui import console
@@ -477,11 +474,8 @@ def train_run(out: Path, *, overwrite: bool = False, show: bool = False, **optio
         files = resolve_inputs(data.inputs, allow_binary=data.tokenizer == "byte")
         if sum(path.stat().st_size for path in files) == 0:
             raise RnnlabError("the training input is empty")
-    replaced = _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
-    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+    check_new_run(out, overwrite)
+    with building(out) as tmp:
         store = build_token_store(data, tmp)
         V = store.tokenizer.vocab_size
         train = np.asarray(store.train.tokens, dtype=np.int64)
@@ -514,31 +508,7 @@ def train_run(out: Path, *, overwrite: bool = False, show: bool = False, **optio
             {"states": config.states, "vocab_size": V},
             {"train": data_section | asdict(config), "result": summary},
         )
-        if replaced:
-            trash = make_temp_dir(out.parent, prefix=f".{out.name}.")
-            os.rename(out, trash / "replaced")
-            shutil.rmtree(trash, ignore_errors=True)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return TrainedRun(out, result, train_bpc, val_bpc)
-
-
-def _check_out(out: Path, overwrite: bool) -> bool:
-    """Whether `out` holds a run that --overwrite will replace; an error if it may not be written."""
-    if not out.exists() and not out.is_symlink():
-        return False
-    if not out.is_dir() or out.is_symlink():
-        raise RnnlabError(f"cannot write the run to {out}: it is not a folder")
-    if not any(out.iterdir()):
-        return False  # an empty folder: the finished run is renamed onto it
-    if not overwrite:
-        raise RnnlabError(f"{out} already exists; use --overwrite to replace it, or another --out")
-    read_run(out)  # --overwrite deletes only an rnnlab run directory
-    if is_locked(out):
-        raise RnnlabError(f"{out} is being trained by another process; wait for it or stop it first")
-    return True
 
 
 def _bpc(nats: float | None, chars_per_token: float) -> float | None:

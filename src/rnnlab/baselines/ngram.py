@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +58,10 @@ from rnnlab.rundir import (
     TOKENIZER,
     WEIGHTS,
     atomic_save_tensors,
+    building,
+    check_new_run,
     load_tensors,
-    make_temp_dir,
     read_run,
-    remove_temporaries,
     write_run_config,
 )
 
@@ -389,14 +387,8 @@ def train(config: NgramTrainConfig, out: Path, overwrite: bool = False) -> Ngram
     """Tokenize and count the inputs into a new run directory `out` (built aside, then renamed into place)."""
     config.validate()
     resolve_inputs(config.inputs, allow_binary=config.tokenizer == "byte")  # missing inputs fail before anything
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise RnnlabError(f"{out} already exists; use --overwrite to replace it, or another --out")
-        read_run(out)  # only ever replace a run directory
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
-    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+    check_new_run(out, overwrite)
+    with building(out) as tmp:
         store = build_token_store(config.train_config(), tmp)
         tokens = np.asarray(store.train.tokens)
         kn = KneserNey.fit(tokens, store.tokenizer.vocab_size, config.order, config.discount or None)
@@ -409,14 +401,6 @@ def train(config: NgramTrainConfig, out: Path, overwrite: bool = False) -> Ngram
         }
         train_section = dataclasses.asdict(config) | {"tokens": len(tokens), "chars": store.train.chars}
         write_run_config(tmp, KIND, model, {"train": train_section})
-        if out.exists():
-            trash = make_temp_dir(out.parent, prefix=f".{out.name}.")
-            os.rename(out, trash / "replaced")
-            shutil.rmtree(trash, ignore_errors=True)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return NgramRun.load(out)
 
 

@@ -20,8 +20,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +41,10 @@ from rnnlab.rundir import (
     TOKENIZER,
     WEIGHTS,
     atomic_save_tensors,
+    building,
+    check_new_run,
     check_state_dict,
     load_tensors,
-    make_temp_dir,
     read_run,
     tensor_shapes,
     write_run_config,
@@ -247,14 +246,10 @@ def train(
     if not config.max_steps and not config.max_time:
         config = dataclasses.replace(config, max_steps=DEFAULT_STEPS)
     config.validate()
-    replace = _check_out(out, overwrite)
+    check_new_run(out, overwrite, KIND)
     if config.inputs:
         resolve_inputs(config.inputs, allow_binary=config.tokenizer == "byte")  # a bad input fails before any write
-    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()][::-1]  # to remove on failure
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
-        made.append(tmp)
+    with building(out) as tmp:
         store = build_token_store(dataclasses.replace(config, batch_size=1, seq_len=1), tmp)
         model = dataclasses.replace(model, vocab_size=store.tokenizer.vocab_size)
         torch.manual_seed(config.seed)
@@ -263,35 +258,10 @@ def train(
         reporter = Reporter(tmp, config, config.max_steps, progress, chars_per_token=store.train.chars_per_token)
         result = fit(net, store.train.tokens, config, store.val, reporter)
         atomic_save_tensors(tmp / WEIGHTS, net.state_dict())
-        if replace:  # the old window run (--overwrite) is moved aside, then removed
-            trash = make_temp_dir(out.parent, prefix=f".{out.name}.")
-            os.rename(out, trash / "replaced")
-            shutil.rmtree(trash, ignore_errors=True)
-        os.rename(tmp, out)  # atomic; an empty folder at `out` is replaced
-    except BaseException:
-        for folder in reversed(made):
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
     val_bpc = None
     if result.best_val is not None and store.val is not None:
         val_bpc = result.best_val / LN2 / store.val.chars_per_token
     return TrainResult(out, result, val_bpc)
-
-
-def _check_out(out: Path, overwrite: bool) -> bool:
-    """Whether `out` holds a run to replace: it may be new or an empty folder, or with `overwrite` a window run."""
-    if not out.exists() and not out.is_symlink():
-        return False
-    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
-        return False
-    if not overwrite:
-        raise RnnlabError(f"{out} already exists; use --overwrite to replace it, or another --out")
-    try:
-        if out.is_dir() and not out.is_symlink() and read_run(out)["kind"] == KIND:
-            return True
-    except RnnlabError:
-        pass
-    raise RnnlabError(f"--overwrite replaces a window run directory; {out} is not one, so it is left alone")
 
 
 class WindowModel:
