@@ -141,6 +141,12 @@ def main() -> None:
     parser.add_argument(
         "--baselines-only", action="store_true", help="recompute only xz/PPMd for a corpus already in quality.json"
     )
+    parser.add_argument(
+        "--rescore",
+        choices=["evals", "file"],
+        help="score the corpus's existing run again with this rnnlab's mixer: its --mix evaluations, or its "
+        "compressed file (two invocations can run side by side, one per core)",
+    )
     parser.add_argument("train_flags", nargs="*", help="extra `rnnlab train` flags after --")
     args = parser.parse_args()
     train, valid = corpus(args.corpus, "train"), corpus(args.corpus, "valid")
@@ -157,6 +163,9 @@ def main() -> None:
         print(write_result("quality.md", TITLE, report(results), _commands(results)))
         return
     out = args.out or Path(__file__).parent / "runs" / args.corpus
+    if args.rescore:
+        rescore(args.corpus, args.rescore, out, valid, store, results)
+        return
     if out.exists():
         shutil.rmtree(out)
     flags = ["--preset", args.preset, "--max-time", args.time, "--val-fraction", "0.02", *args.train_flags]
@@ -211,6 +220,30 @@ def main() -> None:
     print(write_result("quality.md", TITLE, report(results), _commands(results)))
 
 
+def rescore(corpus: str, part: str, out: Path, valid: Path, store: Path, results: dict[str, dict]) -> None:
+    """Score `corpus`'s trained run again with this rnnlab's mixer, one thread: the two --mix evaluations, or the
+    compressed file; the other columns (network, dynamic, peers) stay those of the original run."""
+    if corpus not in results or not (out / "tokens").is_dir():
+        raise SystemExit(f"no {corpus} run to rescore (need {out} and its entry in {store})")
+    torch.set_num_threads(1)
+    lm = rnnlab.LanguageModel.load(out)
+    dynamic = DynamicConfig(lr=results[corpus]["dynamic_lr"])
+    if part == "evals":
+        update = {
+            "valid_bpc_mix": lm.score_files([valid], mix=NgramConfig()).bits_per_char,
+            "valid_bpc_dynamic_mix": lm.score_files([valid], dynamic, NgramConfig()).bits_per_char,
+        }
+    else:
+        update = {"compressed": compressed_file(lm, valid, dynamic, NgramConfig())}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(json.dumps(update, indent=2))
+    results = json.loads(store.read_text())  # again: the other part may have finished meanwhile
+    results[corpus].update(update)
+    results[corpus].setdefault("rescored", {})[part] = f"{time.strftime('%Y-%m-%d')}, commit {commit}"
+    store.write_text(json.dumps(results, indent=2) + "\n")
+    print(write_result("quality.md", TITLE, report(results), _commands(results)))
+
+
 TITLE = "Model quality under a 20-minute CPU budget"
 
 
@@ -236,6 +269,15 @@ def _speeds(r: dict) -> str:
     if first := r.get("transformer_fp32"):
         out += f" (trained in fp32 instead, {first['steps']} steps: {first['bpc']:.3f} bpc)"
     return out
+
+
+def _rescored(r: dict) -> str:
+    """Which columns of a corpus's row were scored again later, with a newer mixer, and when."""
+    names = {"evals": "the two --mix evaluations", "file": "the compressed file (and its speeds)"}
+    parts = [f"{names[part]} on {when}" for part, when in r.get("rescored", {}).items()]
+    if not parts:
+        return ""
+    return "; rescored with `--rescore` (the same trained model, this rnnlab's mixer, one thread): " + ", ".join(parts)
 
 
 def report(results: dict[str, dict]) -> str:
@@ -276,7 +318,7 @@ def report(results: dict[str, dict]) -> str:
         f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}, "
         f"{r.get('date', 'an earlier session, before the file, zpaq and Transformer columns')}"
         f"{', rnnlab trained in ' + r['precision'] if 'precision' in r else ''}; "
-        f"dynamic-evaluation step {r.get('dynamic_lr')}" + _speeds(r)
+        f"dynamic-evaluation step {r.get('dynamic_lr')}" + _speeds(r) + _rescored(r)
         for r in results.values()
     ]
     if any(r.get("threads") == 1 for r in results.values()):

@@ -25,6 +25,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm.compress import (
     DYNAMIC_HEADER_SIZE,
     HEADER_SIZE,
+    MIX_FLAG,
     TOTAL,
     RangeDecoder,
     RangeEncoder,
@@ -35,7 +36,7 @@ from rnnlab.lm.compress import (
 )
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import RNNLM, LanguageModel
-from rnnlab.lm.ngram import NgramConfig, OnlineMixer, mixed_nats
+from rnnlab.lm.ngram import NgramConfig
 
 # Real text: Python's own source. The models train on the first part; HELD_OUT is never trained on.
 SOURCE = "".join(inspect.getsource(module) for module in (textwrap, string, shlex, fnmatch, glob))
@@ -210,6 +211,15 @@ def test_damaged_dynamic_files_and_old_versions_are_clear_errors() -> None:
     old = struct.pack("<4sBB16sQQIQ", b"RNNZ", 1, 0, bytes(16), 0, 0, 0, 0)  # a version 1 header
     with pytest.raises(RnnlabError, match="unsupported compressed format version 1"):
         decompress(lm, old + struct.pack("<I", zlib.crc32(old)))
+    # Version 2 files decode unless they were mixed (version 3 changed the mixer).
+    static = compress(lm, b"abc def\nhag" * 20)
+    version_2 = static[:4] + b"\x02" + static[5 : HEADER_SIZE - 4]
+    version_2 += struct.pack("<I", zlib.crc32(version_2)) + static[HEADER_SIZE:]
+    assert decompress(lm, version_2) == b"abc def\nhag" * 20
+    mixed = struct.pack("<4sBB16sQQIQ", b"RNNZ", 2, MIX_FLAG, bytes(16), 1, 1, 0, 8)
+    mixed += bytes(struct.calcsize("<ddIB16sBdd16s"))
+    with pytest.raises(RnnlabError, match="version 2's mixer"):
+        decompress(lm, mixed + struct.pack("<I", zlib.crc32(mixed)) + bytes(8))
 
 
 def test_a_different_model_is_refused() -> None:
@@ -269,25 +279,6 @@ def test_mix_round_trip_and_size_match_eval_mix(char_run: Path, byte_run: Path) 
             assert len(blob) < 0.9 * len(static)  # the n-gram memory of the training text pays
 
 
-def test_mix_coding_equals_the_offline_mixture_token_by_token() -> None:
-    """The coder's mixer (`OnlineMixer`: whole distributions, one token at a time, merging as it goes) gives each
-    token the probability `mixed_nats` gives it, and every distribution sums to one."""
-    rng = np.random.default_rng(0)
-    V = 7
-    history, tokens = rng.integers(0, V, 2000) % (rng.integers(1, V, 2000)), rng.integers(0, V, 600) % 3
-    network = rng.dirichlet(np.ones(V), size=len(tokens))
-    mixer = OnlineMixer(history, V, MIX, merge_every=50)
-    mixer.feed(int(tokens[0]))
-    coded = []
-    for i in range(1, len(tokens)):
-        p = mixer.predict(network[i])
-        assert abs(p.sum() - 1) < 1e-12 and p.min() > 0
-        coded.append(-math.log(p[tokens[i]]))
-        mixer.update(int(tokens[i]))
-    offline = mixed_nats(-np.log(network[np.arange(1, len(tokens)), tokens[1:]]), history, tokens, V, MIX)
-    np.testing.assert_allclose(coded, offline, rtol=1e-12, atol=1e-12)
-
-
 def test_a_changed_training_text_or_model_is_refused_by_mix_files(char_run: Path, tmp_path: Path) -> None:
     text = HELD_OUT[:300].encode()
     blob = compress(LanguageModel.load(char_run), text, mix=MIX)
@@ -315,15 +306,20 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
         NgramConfig(lr=math.inf),
         NgramConfig(block=0),
         NgramConfig(orders=()),
+        NgramConfig(bit_lr=math.nan),
+        NgramConfig(map_rate=2.0),
     ):
         memory = read_header(blob).memory
         packed = struct.pack(
-            "<ddIB16s16s",
+            "<ddIB16sBdd16s",
             settings.discount,
             settings.lr,
             settings.block,
             len(settings.orders),
-            bytes(settings.orders),
+            bytes(settings.orders).ljust(16, b"\0"),
+            settings.second_stage,
+            settings.bit_lr,
+            settings.map_rate,
             memory,
         )
         header = blob[:at] + packed

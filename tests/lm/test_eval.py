@@ -13,8 +13,8 @@ from tests.conftest import make_text
 
 import rnnlab
 from rnnlab.data.prepare import TokenStore
-from rnnlab.lm.model import LanguageModel, token_nats
-from rnnlab.lm.ngram import NgramConfig, mixed_nats
+from rnnlab.lm.model import LanguageModel, text_nats
+from rnnlab.lm.ngram import NgramConfig
 from rnnlab.rundir import WEIGHTS, atomic_save_tensors
 
 
@@ -68,7 +68,7 @@ def test_mix_memory_holds_the_training_split_not_the_validation_split(tmp_path: 
     lm = LanguageModel.load(run_a)
     ids = lm.tokenizer.encode(val.read_text())
     history = np.concatenate([store_a.train.tokens, store_a.val.tokens])
-    leaked = mixed_nats(token_nats(lm.module, ids), history, ids, lm.tokenizer.vocab_size, NgramConfig())
+    leaked = text_nats(lm.module, ids, mix=NgramConfig(), memory=history)
     assert leaked.sum() / math.log(2) / (len(val.read_text()) - 1) < in_a - 0.5
 
 

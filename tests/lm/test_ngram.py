@@ -1,5 +1,5 @@
-"""The n-gram mixer: counts match a brute-force model, every mixture is a distribution, nothing peeks
-ahead, and memorised text gets cheaper."""
+"""The n-gram mixer: counts match a brute-force model, every mixture is a distribution, merging keeps the counts,
+nothing peeks ahead, and memorised text gets cheaper."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.ngram import NgramConfig, mix, mixed_nats, ngram_probs
+from rnnlab.lm.ngram import NgramConfig, OnlineMixer, mixed_nats
 
 D = 0.7
 
@@ -26,45 +26,53 @@ def brute_force(seq: list[int], i: int, x: int, max_order: int, vocab: int) -> f
     return p
 
 
-def test_ngram_probs_equal_the_definition_and_sum_to_one():
+def test_expert_distributions_equal_the_definition_and_sum_to_one():
     rng = np.random.default_rng(0)
     V = 4
     history, tokens = rng.integers(0, V, 150), rng.integers(0, V, 25)
     config = NgramConfig(orders=(0, 1, 3), discount=D)
-    probs, longest_seen = ngram_probs(history, tokens, V, config)
+    mixer = OnlineMixer(history, V, config, merge_every=8)
+    mixer.feed(int(tokens[0]))
     seq = [int(t) for t in np.concatenate([history, tokens])]
-    for k in range(len(tokens)):
+    network = np.full(V, 1 / V)
+    for k in range(1, len(tokens)):
         i = len(history) + k
+        mixer.predict(network)
         for column, n in enumerate(config.orders):
-            assert probs[k, column] == pytest.approx(brute_force(seq, i, seq[i], n, V), abs=1e-12)
-        assert sum(brute_force(seq, i, x, 3, V) for x in range(V)) == pytest.approx(1.0, abs=1e-12)
-        assert 0 <= longest_seen[k, 0] <= 3 and longest_seen[k, 1] >= 1
+            expected = [brute_force(seq, i, x, n, V) for x in range(V)]
+            np.testing.assert_allclose(mixer.experts[1 + column], expected, rtol=0, atol=1e-12)
+            assert mixer.experts[1 + column].sum() == pytest.approx(1.0, abs=1e-12)
+        mixer.update(seq[i])
 
 
-def test_mixture_is_a_distribution_over_the_next_token():
-    """Put each possible token last: the mixed probabilities of the last position sum to one."""
+@pytest.mark.parametrize("second_stage", [False, True])
+def test_every_mixture_is_a_distribution_over_the_next_token(second_stage: bool):
     rng = np.random.default_rng(1)
     V = 5
-    history, prefix = rng.integers(0, V, 300), list(rng.integers(0, V, 150))
-    network = rng.dirichlet(np.ones(V), size=len(prefix))  # a fake network: one distribution per step
-    total = 0.0
-    for x in range(V):
-        tokens = np.array([*prefix, x])
-        nats = -np.log(network[np.arange(len(prefix)), tokens[1:]])
-        total += np.exp(-mixed_nats(nats, history, tokens, V, NgramConfig(orders=(1, 2, 4), block=16))[-1])
-    assert total == pytest.approx(1.0, abs=1e-9)
+    history, tokens = rng.integers(0, V, 300), rng.integers(0, V, 400)
+    network = rng.dirichlet(np.ones(V) * 0.3, size=len(tokens))  # some nearly certain, some flat
+    mixer = OnlineMixer(history, V, NgramConfig(orders=(1, 2, 4), block=16, second_stage=second_stage))
+    mixer.feed(int(tokens[0]))
+    for i in range(1, len(tokens)):
+        p = mixer.predict(network[i])
+        assert p.shape == (V,) and p.min() > 0 and p.sum() == pytest.approx(1.0, abs=1e-12)
+        mixer.update(int(tokens[i]))
 
 
-def test_mixer_weights_for_a_block_come_only_from_earlier_blocks():
-    rng = np.random.default_rng(2)
-    experts = rng.uniform(0.01, 1, size=(100, 3))
-    classes = rng.integers(0, 2, 100)
-    config = NgramConfig(block=32)
-    changed = experts.copy()
-    changed[40:] = rng.uniform(0.01, 1, size=(60, 3))
-    a, b = mix(experts, classes, 2, config), mix(changed, classes, 2, config)
-    np.testing.assert_array_equal(a[:40], b[:40])
-    assert not np.allclose(a[64:], b[64:])
+def test_merging_recent_tokens_changes_no_distribution():
+    """The counts of recent tokens (compared all at once) and of merged ones (sorted, searched) are the same
+    counts: merging every 7 tokens or never gives the same distributions."""
+    rng = np.random.default_rng(4)
+    V = 6
+    history, tokens = rng.integers(0, V, 500) % rng.integers(1, V, 500), rng.integers(0, V, 300) % 4
+    network = rng.dirichlet(np.ones(V), size=len(tokens))
+    often, never = (OnlineMixer(history, V, NgramConfig(), merge_every=m) for m in (7, 1000))
+    for mixer in (often, never):
+        mixer.feed(int(tokens[0]))
+    for i in range(1, len(tokens)):
+        np.testing.assert_allclose(often.predict(network[i]), never.predict(network[i]), rtol=1e-13, atol=0)
+        often.update(int(tokens[i]))
+        never.update(int(tokens[i]))
 
 
 def test_mixing_makes_training_text_cheaper(trained_run: Path, corpus_file: Path):
@@ -94,17 +102,17 @@ def test_eval_mix_flag(trained_run: Path, corpus_file: Path, tmp_path: Path, cli
 
 def test_mixed_nats_never_look_ahead():
     """The score of every token is unchanged by any change to the tokens after it: n-gram counts, context
-    classes and mixer weights only use what came before (cuts inside a mixer block included)."""
+    classes, both stages' weights and maps only use what came before (cuts inside a mixer block included)."""
     rng = np.random.default_rng(3)
     V = 6
     history, tokens = rng.integers(0, V, 400), rng.integers(0, V, 300)
-    network = rng.uniform(0.1, 3.0, len(tokens) - 1)
+    network = rng.dirichlet(np.ones(V), size=len(tokens) - 1)
     config = NgramConfig(orders=(1, 2, 3, 5), block=16)
-    full = mixed_nats(network, history, tokens, V, config)
+    full = mixed_nats([network], history, tokens, V, config)
     for cut in (1, 37, 64, 150, 299):
         changed, changed_network = tokens.copy(), network.copy()
         changed[cut:] = rng.integers(0, V, len(tokens) - cut)
-        changed_network[cut - 1 :] = rng.uniform(0.1, 3.0, len(tokens) - cut)
-        again = mixed_nats(changed_network, history, changed, V, config)
+        changed_network[cut - 1 :] = rng.dirichlet(np.ones(V), size=len(tokens) - cut)
+        again = mixed_nats([changed_network[:100], changed_network[100:]], history, changed, V, config)
         np.testing.assert_array_equal(again[: cut - 1], full[: cut - 1])  # scores of tokens[1:cut]
         assert not np.array_equal(again[cut - 1 :], full[cut - 1 :])

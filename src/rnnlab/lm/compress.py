@@ -35,11 +35,12 @@ matrix products gave the same bits with 1 and 2 BLAS threads here). If the table
 the CRC32 of the original detects it: decompression fails with a clear error, never silently returns
 wrong data.
 
-File format (version 2), little-endian:
+File format (version 3; version 2 files without the mixer are read too), little-endian:
     magic "RNNZ" | version u8 | flags u8 | model id 16 bytes | tokens u64 | bytes u64 | crc32 of the
     original u32 | payload length u64 | [flags & 1, dynamic: lr f64 | decay f64 | beta f64 | eps f64 |
     segment u32] | [flags & 2, mix: discount f64 | lr f64 | block u32 | orders count u8 | orders 16 x u8 |
-    n-gram memory id 16 bytes] | crc32 of the header so far u32 | payload
+    second stage u8 | its step f64 | its map rate f64 | n-gram memory id 16 bytes] | crc32 of the header so far
+    u32 | payload
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
 the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
 whose tables differ) are refused with a clear error. The header's lengths must agree with each other and
@@ -76,12 +77,14 @@ from rnnlab.nn.recurrent import State
 from rnnlab.threads import one_thread
 
 MAGIC = b"RNNZ"
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)  # version 2 files without --mix decode the same (version 3 changed only the mixer)
 DYNAMIC_FLAG = 1
 MIX_FLAG = 2
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
 _DYNAMIC = struct.Struct("<ddddI")  # lr, decay, beta, eps, segment
-_MIX = struct.Struct("<ddIB16s16s")  # discount, lr, block, number of orders, orders, n-gram memory id
+# discount, lr, block, number of orders, orders, second stage (0/1), its step, its map rate, n-gram memory id
+_MIX = struct.Struct("<ddIB16sBdd16s")
 _HEADER_CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic or mixer settings
 DYNAMIC_HEADER_SIZE = HEADER_SIZE + _DYNAMIC.size
@@ -396,7 +399,9 @@ def compress(
     if mix is not None:
         memory = memory_id(lm.training_tokens(), lm.tokenizer.vocab_size)
         orders = bytes(mix.orders).ljust(16, b"\0")
-        header += _MIX.pack(mix.discount, mix.lr, mix.block, len(mix.orders), orders, memory)
+        header += _MIX.pack(
+            mix.discount, mix.lr, mix.block, len(mix.orders), orders, mix.second_stage, mix.bit_lr, mix.map_rate, memory
+        )
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
 
 
@@ -450,9 +455,14 @@ def read_header(blob: bytes) -> Header:
     (crc,) = _HEADER_CRC.unpack_from(blob, end)
     if zlib.crc32(blob[:end]) != crc:
         raise RnnlabError("compressed file is corrupt (header checksum mismatch)")
-    if version != VERSION or flags & ~(DYNAMIC_FLAG | MIX_FLAG):
+    if version not in READABLE or flags & ~(DYNAMIC_FLAG | MIX_FLAG):
         raise RnnlabError(
             f"unsupported compressed format version {version} (flags {flags}); this rnnlab reads {VERSION}"
+        )
+    if version < VERSION and flags & MIX_FLAG:
+        raise RnnlabError(
+            f"compressed file uses format version {version}'s mixer (--mix), which this rnnlab no longer has; "
+            f"decompress it with the rnnlab that wrote it"
         )
     if flags & DYNAMIC_FLAG:
         lr, decay, beta, eps, segment = _DYNAMIC.unpack_from(blob, _HEADER.size)
@@ -463,8 +473,8 @@ def read_header(blob: bytes) -> Header:
             raise RnnlabError(f"compressed file is corrupt (its dynamic settings: {exc})") from None
     if flags & MIX_FLAG:
         at = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
-        discount, lr, block, count, orders, memory = _MIX.unpack_from(blob, at)
-        mix = NgramConfig(orders=tuple(orders[:count]), discount=discount, lr=lr, block=block)
+        discount, lr, block, count, orders, second, bit_lr, map_rate, memory = _MIX.unpack_from(blob, at)
+        mix = NgramConfig(tuple(orders[:count]), discount, lr, block, bool(second), bit_lr, map_rate)
         try:
             _check_orders(mix)
         except RnnlabError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +53,25 @@ class DynamicConfig:
 
 def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> np.ndarray:
     """-ln p of each of tokens[1:] under dynamic evaluation (float64). `module` is not modified."""
+    if len(tokens) < 2:
+        config.validate()
+        return np.zeros(0)
+    targets = torch.as_tensor(np.asarray(tokens[1:], dtype=np.int64))
+    nats, done = np.empty(len(targets)), 0
+    for logits in dynamic_logits(module, tokens, config):
+        n = len(logits)
+        y = targets[done : done + n].to(logits.device)
+        nats[done : done + n] = F.cross_entropy(logits, y, reduction="none").double().cpu().numpy()
+        done += n
+    return nats
+
+
+def dynamic_logits(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> Iterator[torch.Tensor]:
+    """The logits [n, V] of tokens[1:], segment by segment, each yielded before the model takes its step on that
+    segment, so every prediction comes from weights that have not trained on its token. `module` is not modified."""
     config.validate()
     if len(tokens) < 2:
-        return np.zeros(0)
+        return
     model = copy.deepcopy(module).eval()  # dropout off: adaptation, not regularised training
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params]
@@ -62,21 +79,17 @@ def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicCon
     device = params[0].device
     ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
     state: State | None = None
-    nats = np.empty(len(ids) - 1)
     for start in range(0, len(ids) - 1, config.segment):
         x = ids[start : start + config.segment][None]
         y = ids[start + 1 : start + config.segment + 1][None]
         x = x[:, : y.shape[1]]
         logits, state, _ = model(x, state)
-        losses = F.cross_entropy(logits[0], y[0], reduction="none")
-        # Scored before the model sees this segment's gradient.
-        nats[start : start + y.shape[1]] = losses.detach().double().cpu().numpy()
-        loss = losses.mean()
+        yield logits[0].detach()
+        loss = F.cross_entropy(logits[0], y[0])
         model.zero_grad(set_to_none=True)
         loss.backward()
         rms_step(params, trained, mean_square, config)
         state = detach_state(state)
-    return nats
 
 
 @torch.no_grad()

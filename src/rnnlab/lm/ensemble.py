@@ -18,9 +18,9 @@ import numpy as np
 
 from rnnlab.data.tokenizers import Tokenizer
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.dynamic import DynamicConfig, dynamic_nats
-from rnnlab.lm.model import LanguageModel, _first_token_chars, token_nats
-from rnnlab.lm.ngram import NgramConfig, mixed_nats
+from rnnlab.lm.dynamic import DynamicConfig
+from rnnlab.lm.model import LanguageModel, _first_token_chars, check_streams, text_nats
+from rnnlab.lm.ngram import NgramConfig
 from rnnlab.metrics import Score
 from rnnlab.rundir import read_run
 
@@ -49,20 +49,11 @@ def load_member(
         run = NgramRun.load(run_dir)
         return Member(run_dir, run.tokenizer, run.model.token_nats, network=False)
     lm = LanguageModel.load(run_dir, device=device)
-    if streams < 1:
-        raise RnnlabError(f"--streams must be >= 1, got {streams}")
-    if streams > 1 and dynamic is not None:
-        raise RnnlabError("--streams applies to static scoring only: dynamic evaluation reads one stream")
+    check_streams(streams, dynamic, mix)
     memory = lm.training_tokens() if mix is not None else None  # a run without its training text fails here
 
     def nats(ids: np.ndarray) -> np.ndarray:
-        if dynamic is not None:
-            out = dynamic_nats(lm.module, ids, dynamic)
-        else:
-            out = token_nats(lm.module, ids, streams, device=lm.device)
-        if mix is not None:
-            out = mixed_nats(out, memory, ids, lm.tokenizer.vocab_size, mix)
-        return out
+        return text_nats(lm.module, ids, dynamic, mix, memory, streams, lm.device)
 
     return Member(run_dir, lm.tokenizer, nats, network=True)
 

@@ -22,7 +22,7 @@ from torch import nn
 from rnnlab.config import ModelConfig, model_config_from_dict
 from rnnlab.data.tokenizers import Tokenizer, load_tokenizer
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.dynamic import DynamicConfig, dynamic_nats
+from rnnlab.lm.dynamic import DynamicConfig, dynamic_logits, dynamic_nats
 from rnnlab.lm.generate import StopMatcher, next_token, sampling_rng
 from rnnlab.lm.ngram import NgramConfig, mixed_nats
 from rnnlab.lm.stepper import make_stepper
@@ -185,6 +185,58 @@ def token_nats(
     finally:
         model.train(was_training)
     return nats.numpy()[scored]
+
+
+@torch.no_grad()
+def token_logits(
+    model: RNNLM, tokens: np.ndarray, seq_len: int = 256, device: str | torch.device = "cpu"
+) -> Iterator[torch.Tensor]:
+    """The logits [n, V] of tokens[1:] given the tokens before them, chunk by chunk: one stream, the state
+    carried (exact, as `token_nats` with one stream)."""
+    ids = torch.as_tensor(np.asarray(tokens[:-1], dtype=np.int64), device=device)[None]
+    was_training = model.training
+    model.eval()
+    state: State | None = None
+    try:
+        for start in range(0, ids.shape[1], seq_len):
+            logits, state, _ = model(ids[:, start : start + seq_len], state)
+            yield logits[0]
+    finally:
+        model.train(was_training)
+
+
+def check_streams(streams: int, dynamic: DynamicConfig | None, mix: NgramConfig | None) -> None:
+    """--streams is at least 1, and more than 1 only for static scoring without mixing (the others read one
+    stream)."""
+    if streams < 1:
+        raise RnnlabError(f"--streams must be >= 1, got {streams}")
+    if streams > 1 and dynamic is not None:
+        raise RnnlabError("--streams applies to static scoring only: dynamic evaluation reads one stream")
+    if streams > 1 and mix is not None:
+        raise RnnlabError("--streams applies to static scoring without --mix: the mixer reads one stream")
+
+
+def text_nats(
+    module: RNNLM,
+    ids: np.ndarray,
+    dynamic: DynamicConfig | None = None,
+    mix: NgramConfig | None = None,
+    memory: np.ndarray | None = None,
+    streams: int = 1,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """−ln p of ids[1:] as `rnnlab eval` scores them: static (`streams` side by side) or dynamic, and with `mix`
+    mixed with the n-gram model whose memory is `memory` (the training tokens) plus the text before each token."""
+    check_streams(streams, dynamic, mix)
+    if mix is None:
+        if dynamic is not None:
+            return dynamic_nats(module, ids, dynamic)
+        return token_nats(module, ids, streams, device=device)
+    if memory is None:
+        raise ValueError("mixing needs the n-gram memory")
+    logits = dynamic_logits(module, ids, dynamic) if dynamic is not None else token_logits(module, ids, device=device)
+    probs = (torch.softmax(chunk.double(), dim=-1).cpu().numpy() for chunk in logits)
+    return mixed_nats(probs, memory, ids, module.config.vocab_size, mix)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -361,10 +413,7 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
         name: str = "the text",
     ) -> tuple[float, int, int]:
         """(nats, tokens scored, characters covered by the scored tokens) of `text`, called `name` in errors."""
-        if streams < 1:
-            raise RnnlabError(f"--streams must be >= 1, got {streams}")
-        if streams > 1 and dynamic is not None:
-            raise RnnlabError("--streams applies to static scoring only: dynamic evaluation reads one stream")
+        check_streams(streams, dynamic, mix)
         if isinstance(text, str):
             ids = self.tokenizer.encode(text)
         elif self.tokenizer.kind == "byte":
@@ -378,12 +427,8 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
             ids = self.tokenizer.encode(text)
         if len(ids) < 2:
             raise RnnlabError(f"{name} has no tokens to score (it needs two or more: the first is context only)")
-        if dynamic is not None:
-            nats = dynamic_nats(self.module, ids, dynamic)
-        else:
-            nats = token_nats(self.module, ids, streams, device=self.device)
-        if mix is not None:
-            nats = mixed_nats(nats, self.training_tokens(), ids, self.tokenizer.vocab_size, mix)
+        memory = self.training_tokens() if mix is not None else None
+        nats = text_nats(self.module, ids, dynamic, mix, memory, streams, self.device)
         if not np.isfinite(nats).all():
             cause = "--dynamic-lr may be too large, or " if dynamic is not None else ""
             raise RnnlabError(f"scoring {name} gave non-finite log-probabilities: {cause}the model's weights are bad")

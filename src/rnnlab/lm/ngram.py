@@ -16,39 +16,46 @@ token of the scored text as its counts:
 where ctx is the n tokens before x, c counts earlier occurrences and u(ctx) is the number of
 different tokens seen after ctx. It sums to one over x for any d ∈ (0, 1].
 
-Only the probability of the token that actually came is needed to score it, and all three counts
-for that token are "how many earlier positions share this key", so they are computed for every
-position at once with a stable sort per order (no Python loop over the text).
-
-**The mixer** is a linear mixture p = Σₖ wₖ pₖ(x) of the network and several n-gram orders, with
+**The first stage** is a linear mixture p = Σₖ wₖ pₖ(x) of the network and several n-gram orders, with
 softmax weights per context class. Two such mixers run side by side, one keyed by the longest order
 whose context was seen before (and how often), one by the previous token; a third mixes their two
 outputs (PAQ's two-layer mixing). Weights learn online by gradient descent on −ln p; they are updated
 after each block of tokens from that block's losses only, so they never depend on a token they score.
+
+**The second stage** (rnnlab.lm.bitmix) sees the same distributions and the first stage's mixture as
+binary decisions and mixes them in the logistic domain, refined by adaptive probability maps.
+
+`OnlineMixer` computes all of it one token at a time over the whole vocabulary; `rnnlab eval --mix` and
+the range coder of `rnnlab compress --mix` both go through it, so a file's size is the evaluation's score.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.bitmix import BitMixer
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling context hash
-_SALT = np.uint64(0xC2B2AE3D27D4EB4F)  # mixes the next token into the context hash
 
 
 @dataclass(frozen=True)
 class NgramConfig:
-    """Orders of the n-gram experts, their discount d, and the mixer's step size and block length."""
+    """Orders of the n-gram experts, their discount d, the first stage's step size, the block length, and the
+    second stage's mixer step and map rate (`second_stage` False: the first stage's mixture is the output)."""
 
     orders: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
     discount: float = 0.6
     lr: float = 0.6
     block: int = 64
+    second_stage: bool = True
+    bit_lr: float = 5e-4
+    map_rate: float = 0.02
 
     def validate(self) -> None:
         if not self.orders or min(self.orders) < 0 or len(set(self.orders)) != len(self.orders):
@@ -59,73 +66,10 @@ class NgramConfig:
             raise RnnlabError(f"--mix-lr must be a finite number >= 0, got {self.lr}")
         if self.block < 1:
             raise RnnlabError(f"mixer block must be >= 1, got {self.block}")
-
-
-def _prior_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each i, how many j < i have keys[j] == keys[i]; plus the stable sort order and, for each
-    sorted slot, where its group of equal keys starts (for further per-group prefix sums)."""
-    n = len(keys)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    counts = np.empty(n, dtype=np.int64)
-    counts[order] = np.arange(n) - group_start
-    return counts, order, group_start
-
-
-def ngram_probs(
-    history: np.ndarray, tokens: np.ndarray, vocab_size: int, config: NgramConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probability of each token of `tokens` under each order in `config.orders`, given `history`
-    followed by the tokens before it: an array [len(tokens), len(orders)]. Also returns, per token,
-    the longest order ≤ max(orders) whose context occurred before and that context's count, which
-    the mixer uses to pick its weights."""
-    config.validate()
-    seq = np.concatenate([np.asarray(history, dtype=np.uint64), np.asarray(tokens, dtype=np.uint64)])
-    first = len(history)
-    symbol = seq + np.uint64(1)
-    context = np.zeros(len(seq), dtype=np.uint64)  # hash of the n tokens before each position
-    p = np.full(len(tokens), 1.0 / vocab_size)
-    columns = {}
-    longest = np.zeros(len(tokens), dtype=np.int64)
-    seen = np.zeros(len(tokens), dtype=np.int64)
-    for n in range(max(config.orders) + 1):
-        if n:
-            context[n:] = context[n:] * _PRIME + symbol[:-n]
-        c_full = _prior_counts((context ^ (symbol * _SALT)) * _PRIME + symbol)[0]
-        c_ctx, order, group_start = _prior_counts(context)
-        # u(ctx): earlier positions with this context whose (context, token) pair was new then.
-        new_pair = (c_full == 0)[order].astype(np.int64)
-        before = np.cumsum(new_pair) - new_pair
-        distinct = np.empty(len(seq), dtype=np.int64)
-        distinct[order] = before - before[group_start]
-        c_full, c_ctx, distinct = c_full[first:], c_ctx[first:], distinct[first:]
-        known = c_ctx > 0
-        d = config.discount
-        safe = np.maximum(c_ctx, 1)
-        p = np.where(known, (np.maximum(c_full - d, 0) + d * distinct * p) / safe, p)
-        longest = np.where(known, n, longest)
-        seen = np.where(known, c_ctx, seen)
-        if n in config.orders:
-            columns[n] = p
-    return np.stack([columns[n] for n in config.orders], axis=1), np.stack([longest, seen], axis=1)
-
-
-def mix(experts: np.ndarray, classes: np.ndarray, n_classes: int, config: NgramConfig) -> np.ndarray:
-    """Online softmax-weighted mixture of the expert probabilities [P, K]; returns p for each token.
-
-    Block by block: score the block with the current weights, then take one gradient step on the
-    block's summed −ln p (d/da_k of −ln Σ w p = w_k − w_k p_k / p).
-    """
-    P, K = experts.shape
-    logits = np.zeros((n_classes, K))
-    out = np.empty(P)
-    for start in range(0, P, config.block):
-        e, c = experts[start : start + config.block], classes[start : start + config.block]
-        out[start : start + config.block] = _learn(logits, c, e, config.lr)
-    return out
+        if not 0 <= self.bit_lr < math.inf:
+            raise RnnlabError(f"the second stage's step must be a finite number >= 0, got {self.bit_lr}")
+        if not 0 <= self.map_rate <= 1:
+            raise RnnlabError(f"the second stage's map rate must be in [0, 1], got {self.map_rate}")
 
 
 def _weights(logits: np.ndarray) -> np.ndarray:
@@ -146,24 +90,30 @@ def _learn(logits: np.ndarray, classes: np.ndarray, experts: np.ndarray, lr: flo
 
 
 def mixed_nats(
-    network_nats: np.ndarray, history: np.ndarray, tokens: np.ndarray, vocab_size: int, config: NgramConfig
+    distributions: Iterable[np.ndarray], history: np.ndarray, tokens: np.ndarray, vocab_size: int, config: NgramConfig
 ) -> np.ndarray:
-    """−ln p of tokens[1:] under the mixture of the network (its per-token nats for tokens[1:]) and
-    the n-gram experts over `history` + the text read so far."""
-    experts, longest_seen = ngram_probs(history, tokens, vocab_size, config)
-    network = np.exp(-np.asarray(network_nats, dtype=np.float64))[:, None]
-    experts = np.concatenate([network, experts[1:]], axis=1)
-    longest, seen = longest_seen[1:, 0], longest_seen[1:, 1]
-    by_order = mix(experts, _order_class(longest, seen), (max(config.orders) + 1) * 3, config)
-    by_token = mix(experts, np.asarray(tokens[:-1], dtype=np.int64), vocab_size, config)
-    both = np.stack([by_order, by_token], axis=1)
-    return -np.log(mix(both, np.zeros(len(both), dtype=np.int64), 1, config))
+    """−ln p of tokens[1:] under the mixture of the network and the n-gram experts over `history` + the text read
+    so far. `distributions` yields the network's distributions of tokens[1:] in order, as arrays [n, V] of any
+    length (float64 rows summing to 1). The one code path of `rnnlab eval --mix` and `rnnlab compress --mix`."""
+    mixer = OnlineMixer(history, vocab_size, config)
+    mixer.feed(int(tokens[0]))
+    nats = np.empty(len(tokens) - 1)
+    i = 0
+    for chunk in distributions:
+        for network in chunk:
+            token = int(tokens[i + 1])
+            nats[i] = -math.log(mixer.predict(network)[token])
+            mixer.update(token)
+            i += 1
+    if i != len(nats):
+        raise ValueError(f"{i} network distributions for {len(nats)} tokens")
+    return nats
 
 
-def _order_class(longest: np.ndarray | int, seen: np.ndarray | int) -> np.ndarray | int:
+def _order_class(longest: int, seen: int) -> int:
     """The first mixer's context class: the longest order whose context was seen before, and whether it was
     seen once, two or three times, or more."""
-    return longest * 3 + np.digitize(seen, [2, 4])
+    return longest * 3 + (seen >= 2) + (seen >= 4)
 
 
 def memory_id(history: np.ndarray, vocab_size: int) -> bytes:
@@ -177,14 +127,15 @@ _MASK64 = (1 << 64) - 1
 
 
 class OnlineMixer:
-    """The mixture of `mixed_nats`, one token at a time and over the whole vocabulary, for the range coder: both
-    sides of `rnnlab.lm.compress` feed it the same tokens and network probabilities and get the same distributions.
+    """Both stages of the mixture, one token at a time and over the whole vocabulary: `mixed_nats` and both sides
+    of `rnnlab.lm.compress` feed it the same tokens and network probabilities and get the same distributions.
 
-    The counts are those of `ngram_probs`, the same context hashes over `history` + the tokens fed so far. The
-    history's positions are sorted by context, level by level, so a context's counts are a `searchsorted` range
-    (those of the longest ranges are kept); the tokens fed since the last merge are compared all at once, and every
-    `merge_every` tokens they are merged into the sorted arrays. The mixers are `mix`'s: weights chosen by the
-    context class, and one gradient step after each block of `config.block` tokens, on that block's tokens only.
+    The counts are over `history` + the tokens fed so far, keyed by a rolling hash of each position's last n
+    tokens. The history's positions are sorted by context, level by level, so a context's counts are a
+    `searchsorted` range (those of the longest ranges are kept); the tokens fed since the last merge are compared
+    all at once, and every `merge_every` tokens they are merged into the sorted arrays. The first stage's weights
+    are chosen by the context class and take one gradient step after each block of `config.block` tokens, on that
+    block's tokens only; the second stage (`BitMixer`) learns the same way.
     """
 
     def __init__(self, history: np.ndarray, vocab_size: int, config: NgramConfig, merge_every: int = 8192) -> None:
@@ -211,9 +162,12 @@ class OnlineMixer:
         K = 1 + len(config.orders)
         self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
         self.block: list[tuple[int, int, np.ndarray]] = []  # (class 1, class 2, experts at the token) per row
+        self.bits = (
+            BitMixer(vocab_size, K + 1, config.bit_lr, config.map_rate, config.block) if config.second_stage else None
+        )
 
     def _hashes(self) -> list[int]:
-        """The context hash of the next position at every level (as `ngram_probs` computes it)."""
+        """The context hash of the next position at every level: h₀ = 0, hₙ = hₙ₋₁ · PRIME + (token n back + 1)."""
         hashes, h = [], 0
         for n in range(self.levels):
             if n and n <= len(self.tail):
@@ -257,12 +211,15 @@ class OnlineMixer:
             if self.columns[n]:
                 experts.append(p)
         self.experts = np.stack(experts)
-        self.classes = (int(_order_class(longest, seen)), self.tail[-1] - 1)
+        self.classes = (_order_class(longest, seen), self.tail[-1] - 1)
         first, second = (
             (_weights(self.logits[m][c])[:, None] * self.experts).sum(axis=0) for m, c in enumerate(self.classes)
         )
         w = _weights(self.logits[2][0])
-        return w[0] * first + w[1] * second
+        mixed = w[0] * first + w[1] * second
+        if self.bits is None:
+            return mixed
+        return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1)
 
     def update(self, token: int) -> None:
         """Take the token that came where `predict` was last called: the mixers learn from it (a block at a
@@ -270,6 +227,8 @@ class OnlineMixer:
         self.block.append((*self.classes, self.experts[:, token]))
         if len(self.block) == self.config.block:
             self._learn_block()
+        if self.bits is not None:
+            self.bits.update(token)
         self.feed(token)
 
     def feed(self, token: int) -> None:
@@ -282,7 +241,7 @@ class OnlineMixer:
         self.tail = [*self.tail, token + 1][-self.levels :]
 
     def _learn_block(self) -> None:
-        """The mixers' step on the finished block, as `mix` takes it."""
+        """The first stage's step on the finished block: both mixers, then the one that mixes them."""
         c1, c2, e = (np.array(column) for column in zip(*self.block, strict=True))
         first = _learn(self.logits[0], c1, e, self.config.lr)
         second = _learn(self.logits[1], c2, e, self.config.lr)
