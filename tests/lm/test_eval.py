@@ -13,6 +13,7 @@ from tests.conftest import make_text
 
 import rnnlab
 from rnnlab.data.prepare import TokenStore
+from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import LanguageModel, text_nats
 from rnnlab.lm.ngram import NgramConfig
 from rnnlab.rundir import WEIGHTS, atomic_save_tensors
@@ -134,6 +135,7 @@ def test_dynamic_evaluation_that_diverges_is_an_error(trained_run: Path, sample:
         ("--mix", "--mix-discount", "nan"),
         ("--streams", "0"),
         ("--dynamic", "--streams", "4"),
+        ("--mix", "--streams", "4"),
     ],
 )
 def test_bad_dynamic_mix_and_stream_settings_are_one_error_line(trained_run: Path, sample: Path, cli, flags):
@@ -150,3 +152,13 @@ def test_json_output_is_one_valid_json_object(trained_run: Path, sample: Path, c
     assert score["tokens"] == 1999 and score["chars"] == 1999
     assert all(math.isfinite(value) for value in score.values())
     assert 0 < score["bits_per_char"] < 6
+
+
+@pytest.mark.parametrize("options", [{"mix": NgramConfig()}, {"dynamic": DynamicConfig(segment=40)}])
+def test_slow_scorings_report_their_progress_to_the_last_token(trained_run: Path, sample: Path, options):
+    """What a progress bar shows: each file, tokens done (rising) of the tokens it holds, up to all of them."""
+    reports = []
+    score = LanguageModel.load(trained_run).score_files([sample], **options, progress=lambda *r: reports.append(r))
+    done = [r[1] for r in reports]
+    assert {r[0] for r in reports} == {sample} and {r[2] for r in reports} == {score.tokens}
+    assert done == sorted(done) and len(done) > 3 and done[-1] == score.tokens

@@ -163,8 +163,10 @@ def evaluate(
     else:
         lm = LanguageModel.load(run_dir, device=device)
         files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
-        with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):  # a terminal's spinner
-            score = lm.score_files(files, adapt if dynamic else None, ngram if mix else None, streams=streams)
+        with _scoring_progress(len(files)) as progress:
+            score = lm.score_files(
+                files, adapt if dynamic else None, ngram if mix else None, streams=streams, progress=progress
+            )
     score.print(as_json)
     if not as_json and len(runs) > 1:
         print(f"models          {len(runs)}, next-token probabilities averaged")
@@ -237,6 +239,22 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done: bar.update(task, completed=done)
+
+
+@contextmanager
+def _scoring_progress(files: int) -> Iterator[Callable[[Path, int, int], None]]:
+    """A terminal's spinner while scoring, which becomes a progress bar (file, tokens done, of how many) once a
+    slow scoring (dynamic, mixed) reports how far it is."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TextColumn("tokens"), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"scoring {files} file{'s' if files > 1 else ''}", total=None)
+
+        def report(path: Path, done: int, total: int) -> None:
+            bar.update(task, description=f"scoring {path.name}", completed=done, total=total)
+
+        yield report
 
 
 def _summary(original: bytes, compressed: int, seconds: float) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +51,14 @@ class DynamicConfig:
             raise RnnlabError(f"dynamic evaluation eps must be a finite number > 0, got {self.eps}")
 
 
-def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicConfig) -> np.ndarray:
-    """-ln p of each of tokens[1:] under dynamic evaluation (float64). `module` is not modified."""
+def dynamic_nats(
+    module: torch.nn.Module,
+    tokens: np.ndarray,
+    config: DynamicConfig,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """-ln p of each of tokens[1:] under dynamic evaluation (float64); `progress` is told how many tokens are done
+    after each segment. `module` is not modified."""
     if len(tokens) < 2:
         config.validate()
         return np.zeros(0)
@@ -63,6 +69,8 @@ def dynamic_nats(module: torch.nn.Module, tokens: np.ndarray, config: DynamicCon
         y = targets[done : done + n].to(logits.device)
         nats[done : done + n] = F.cross_entropy(logits, y, reduction="none").double().cpu().numpy()
         done += n
+        if progress is not None:
+            progress(done)
     return nats
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,19 +224,21 @@ def text_nats(
     memory: np.ndarray | None = None,
     streams: int = 1,
     device: str | torch.device = "cpu",
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """−ln p of ids[1:] as `rnnlab eval` scores them: static (`streams` side by side) or dynamic, and with `mix`
-    mixed with the n-gram model whose memory is `memory` (the training tokens) plus the text before each token."""
+    mixed with the n-gram model whose memory is `memory` (the training tokens) plus the text before each token.
+    `progress` is told how many tokens are done as the slow ones (dynamic, mixed) go."""
     check_streams(streams, dynamic, mix)
     if mix is None:
         if dynamic is not None:
-            return dynamic_nats(module, ids, dynamic)
+            return dynamic_nats(module, ids, dynamic, progress)
         return token_nats(module, ids, streams, device=device)
     if memory is None:
         raise ValueError("mixing needs the n-gram memory")
     logits = dynamic_logits(module, ids, dynamic) if dynamic is not None else token_logits(module, ids, device=device)
     probs = (torch.softmax(chunk.double(), dim=-1).cpu().numpy() for chunk in logits)
-    return mixed_nats(probs, memory, ids, module.config.vocab_size, mix)
+    return mixed_nats(probs, memory, ids, module.config.vocab_size, mix, progress)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -385,9 +387,11 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
         mix: NgramConfig | None = None,
         *,
         streams: int = 1,
+        progress: Callable[[Path, int, int], None] | None = None,
     ) -> Score:
-        """One score over several files, each read from a fresh state (totals are summed); as `score`."""
-        totals = [self._totals(self._read(path), dynamic, mix, streams, str(path)) for path in paths]
+        """One score over several files, each read from a fresh state (totals are summed); as `score`. `progress`
+        is told (file, tokens done, tokens in it) as the slow scorings (dynamic, mixed) go."""
+        totals = [self._totals(self._read(path), dynamic, mix, streams, str(path), progress) for path in paths]
         return Score.from_totals(*(sum(column) for column in zip(*totals, strict=True)))
 
     def _read(self, path: Path) -> str | bytes:
@@ -411,6 +415,7 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
         mix: NgramConfig | None = None,
         streams: int = 1,
         name: str = "the text",
+        progress: Callable[[Path, int, int], None] | None = None,
     ) -> tuple[float, int, int]:
         """(nats, tokens scored, characters covered by the scored tokens) of `text`, called `name` in errors."""
         check_streams(streams, dynamic, mix)
@@ -428,7 +433,8 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
         if len(ids) < 2:
             raise RnnlabError(f"{name} has no tokens to score (it needs two or more: the first is context only)")
         memory = self.training_tokens() if mix is not None else None
-        nats = text_nats(self.module, ids, dynamic, mix, memory, streams, self.device)
+        report = None if progress is None else lambda done: progress(Path(name), done, len(ids) - 1)
+        nats = text_nats(self.module, ids, dynamic, mix, memory, streams, self.device, report)
         if not np.isfinite(nats).all():
             cause = "--dynamic-lr may be too large, or " if dynamic is not None else ""
             raise RnnlabError(f"scoring {name} gave non-finite log-probabilities: {cause}the model's weights are bad")

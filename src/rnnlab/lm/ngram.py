@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,11 +90,17 @@ def _learn(logits: np.ndarray, classes: np.ndarray, experts: np.ndarray, lr: flo
 
 
 def mixed_nats(
-    distributions: Iterable[np.ndarray], history: np.ndarray, tokens: np.ndarray, vocab_size: int, config: NgramConfig
+    distributions: Iterable[np.ndarray],
+    history: np.ndarray,
+    tokens: np.ndarray,
+    vocab_size: int,
+    config: NgramConfig,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """−ln p of tokens[1:] under the mixture of the network and the n-gram experts over `history` + the text read
     so far. `distributions` yields the network's distributions of tokens[1:] in order, as arrays [n, V] of any
-    length (float64 rows summing to 1). The one code path of `rnnlab eval --mix` and `rnnlab compress --mix`."""
+    length (float64 rows summing to 1); `progress` is told how many tokens are done after each. The one code path
+    of `rnnlab eval --mix` and `rnnlab compress --mix`."""
     mixer = OnlineMixer(history, vocab_size, config)
     mixer.feed(int(tokens[0]))
     nats = np.empty(len(tokens) - 1)
@@ -105,6 +111,8 @@ def mixed_nats(
             nats[i] = -math.log(mixer.predict(network)[token])
             mixer.update(token)
             i += 1
+        if progress is not None:
+            progress(i)
     if i != len(nats):
         raise ValueError(f"{i} network distributions for {len(nats)} tokens")
     return nats
@@ -132,8 +140,8 @@ class OnlineMixer:
 
     The counts are over `history` + the tokens fed so far, keyed by a rolling hash of each position's last n
     tokens. The history's positions are sorted by context, level by level, so a context's counts are a
-    `searchsorted` range (those of the longest ranges are kept); the tokens fed since the last merge are compared
-    all at once, and every `merge_every` tokens they are merged into the sorted arrays. The first stage's weights
+    `searchsorted` range (those of the longest ranges are kept); the tokens fed since the last merge are listed by
+    context, and every `merge_every` tokens they are merged into the sorted arrays. The first stage's weights
     are chosen by the context class and take one gradient step after each block of `config.block` tokens, on that
     block's tokens only; the second stage (`BitMixer`) learns the same way.
     """
@@ -158,6 +166,8 @@ class OnlineMixer:
         self.recent_keys = np.zeros((self.levels, merge_every), dtype=np.uint64)
         self.recent_next = np.zeros(merge_every, dtype=np.int64)
         self.recent = 0
+        self.recent_by_level: list[dict[int, list[int]]] = [{} for _ in range(self.levels)]  # the same, by context
+        self.next_hashes: list[int] | None = None  # the next position's context hashes, once computed
         self.tail = [int(t) + 1 for t in seq[-self.levels :]]  # the symbols of the last tokens, newest last
         K = 1 + len(config.orders)
         self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
@@ -176,38 +186,40 @@ class OnlineMixer:
         return hashes
 
     def _counts(self, hashes: list[int]) -> np.ndarray:
-        """(levels, V) counts of each token after the next position's context, at every level."""
+        """(levels, V) counts of each token after the next position's context, at every level. Contexts nest, so
+        the first level whose context was never seen ends the search: no longer context was seen either."""
         counts = np.zeros((self.levels, self.V), dtype=np.int64)
         for n, h in enumerate(hashes):
             kept = self.kept[n].get(h)
             if kept is not None:
                 counts[n] = kept
-                continue
-            keys = self.keys[n]
-            lo, hi = int(np.searchsorted(keys, np.uint64(h))), int(np.searchsorted(keys, np.uint64(h), "right"))
-            if hi > lo:
-                counts[n] = np.bincount(self.next[n][lo:hi], minlength=self.V)
-                if hi - lo > 256:
-                    self.kept[n][h] = counts[n].copy()
-        if self.recent:
-            query = np.array(hashes, dtype=np.uint64)[:, None]
-            match = self.recent_keys[:, : self.recent] == query
-            flat = (np.arange(self.levels)[:, None] * self.V + self.recent_next[None, : self.recent])[match]
-            counts += np.bincount(flat, minlength=self.levels * self.V).reshape(self.levels, self.V)
+            else:
+                keys = self.keys[n]
+                lo, hi = int(np.searchsorted(keys, np.uint64(h))), int(np.searchsorted(keys, np.uint64(h), "right"))
+                if hi > lo:
+                    counts[n] = np.bincount(self.next[n][lo:hi], minlength=self.V)
+                    if hi - lo > 256:
+                        self.kept[n][h] = counts[n].copy()
+            recent = self.recent_by_level[n].get(h)
+            if recent is not None:
+                counts[n] += np.bincount(recent, minlength=self.V)
+            elif not counts[n].any():
+                break
         return counts
 
     def predict(self, network: np.ndarray) -> np.ndarray:
         """The mixed distribution over the V tokens of the next position, given the network's (float64, summing
         to 1). Then `update` with the token that came there. Call `feed` with the first token instead: it has no
         prediction (the coder codes it with a uniform table)."""
-        counts = self._counts(self._hashes())
+        self.next_hashes = self.next_hashes or self._hashes()
+        counts = self._counts(self.next_hashes)
+        totals, distinct = counts.sum(axis=1).tolist(), np.count_nonzero(counts, axis=1).tolist()
         d, p = self.config.discount, np.full(self.V, 1.0 / self.V)
         experts, longest, seen = [network], 0, 0
         for n in range(self.levels):
-            total = int(counts[n].sum())
-            if total:
-                p = (np.maximum(counts[n] - d, 0) + d * int(np.count_nonzero(counts[n])) * p) / total
-                longest, seen = n, total
+            if totals[n]:
+                p = (np.maximum(counts[n] - d, 0) + d * distinct[n] * p) / totals[n]
+                longest, seen = n, totals[n]
             if self.columns[n]:
                 experts.append(p)
         self.experts = np.stack(experts)
@@ -233,9 +245,12 @@ class OnlineMixer:
 
     def feed(self, token: int) -> None:
         """Take a token into the counts and the context, without a prediction to learn from."""
-        self.recent_keys[:, self.recent] = self._hashes()
+        hashes, self.next_hashes = self.next_hashes or self._hashes(), None
+        self.recent_keys[:, self.recent] = hashes
         self.recent_next[self.recent] = token
         self.recent += 1
+        for by_context, h in zip(self.recent_by_level, hashes, strict=True):
+            by_context.setdefault(h, []).append(token)
         if self.recent == self.merge_every:
             self._merge()
         self.tail = [*self.tail, token + 1][-self.levels :]
@@ -262,4 +277,5 @@ class OnlineMixer:
                 for h, t in zip(new.tolist(), tokens.tolist(), strict=True):
                     if h in kept:
                         kept[h][t] += 1
+            self.recent_by_level[n].clear()
         self.recent = 0
