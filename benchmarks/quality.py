@@ -277,7 +277,17 @@ def _rescored(r: dict) -> str:
     parts = [f"{names[part]} on {when}" for part, when in r.get("rescored", {}).items()]
     if not parts:
         return ""
-    return "; rescored with `--rescore` (the same trained model, this rnnlab's mixer, one thread): " + ", ".join(parts)
+    before, was = r.get("first_stage_only"), ""
+    if before:
+        was = (
+            f" (before, with the mixer's first stage only: + mix {before['valid_bpc_mix']:.3f}, + dynamic + mix "
+            f"{before['valid_bpc_dynamic_mix']:.3f}, file {before['file_bpc']:.3f})"
+        )
+    return (
+        "; rescored with `--rescore` (the same trained model, this rnnlab's mixer, one thread): "
+        + ", ".join(parts)
+        + was
+    )
 
 
 def report(results: dict[str, dict]) -> str:
@@ -304,9 +314,11 @@ def report(results: dict[str, dict]) -> str:
         "size(train), per character of valid, computed in the same run. Dynamic evaluation (Krause et al. "
         "2017, `--dynamic`) adapts the weights while scoring, each token scored before it is trained on; its "
         "step size is chosen on the held-out tail of the training file. N-gram mixing (`--mix`, "
-        "rnnlab.lm.ngram) mixes the network online with an interpolated n-gram model of the training text and "
-        "the text read so far; its defaults were chosen on the Shakespeare training tail. *Compressed file*: the "
-        "size of `rnnlab compress --dynamic --mix` on valid (its round trip checked), in bits per character; "
+        "rnnlab.lm.ngram, rnnlab.lm.bitmix) mixes the network online with an interpolated n-gram model of the "
+        "training text and the text read so far, in two stages (linear, then binary logistic mixing with adaptive "
+        "probability maps); its settings were chosen on the training tails (benchmarks/results/mixer.md). "
+        "*Compressed file*: the size of `rnnlab compress --dynamic --mix` on valid (its round trip checked), in "
+        "bits per character; "
         "zpaq -m5 gets the training text as context like xz and PPMd. *Transformer*: benchmarks/transformer_peer.py "
         "(x-transformers), about the same parameter count, trained on the same tokens for the same wall time on "
         "the same machine, every scored token seeing at least half of its 256-token context; network-only bpc "
@@ -323,8 +335,9 @@ def report(results: dict[str, dict]) -> str:
     ]
     if any(r.get("threads") == 1 for r in results.values()):
         notes.append(
-            "- The 1-thread runs trained two at a time (one per corpus) on the 2-core machine: each had one core, "
-            "half of the budget's compute. `wall` includes preparing the token store."
+            "- The 1-thread runs had one core of the 2-core machine each, the other core busy (Shakespeare beside "
+            "an earlier Linux run, Linux beside mixer experiments): half of the budget's compute. `wall` includes "
+            "preparing the token store."
         )
     return body + "\n" + "\n".join(notes) + "\n"
 
