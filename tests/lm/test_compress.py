@@ -333,3 +333,13 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
     assert cli("compress", char_run, original, packed_file, "--mix")[0] == 0
     code, _, err = cli("decompress", char_run, packed_file, tmp_path / "out.txt")
     assert code == 0 and (tmp_path / "out.txt").read_text() == original.read_text()
+
+
+def test_a_model_with_non_finite_output_is_refused_with_or_without_mixing(char_run: Path) -> None:
+    """The mixer's second stage must not read NaN probabilities as "no opinion" and code on with a broken model."""
+    lm = LanguageModel.load(char_run)
+    with torch.no_grad():
+        lm.module.head.bias.fill_(math.nan)
+    for options in ({}, {"mix": MIX}, {"dynamic": DYNAMIC, "mix": MIX}):
+        with pytest.raises(RnnlabError, match="non-finite"):
+            compress(lm, HELD_OUT[:200].encode(), **options)

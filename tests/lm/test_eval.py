@@ -106,8 +106,8 @@ def test_weights_that_overflow_to_non_finite_scores_are_an_error(trained_run: Pa
         module.head.bias.fill_(3e38)
 
     run = _with_weights(trained_run, tmp_path, overflow)
-    assert_one_error(cli("eval", run, sample), "non-finite")
-    assert_one_error(cli("eval", run, sample, "--json"), "non-finite")
+    for flags in ((), ("--json",), ("--mix",), ("--dynamic", "--mix")):
+        assert_one_error(cli("eval", run, sample, *flags), "non-finite")
 
 
 def test_nan_weights_are_an_error(trained_run: Path, sample: Path, tmp_path: Path, cli):
@@ -116,9 +116,10 @@ def test_nan_weights_are_an_error(trained_run: Path, sample: Path, tmp_path: Pat
 
 
 def test_dynamic_evaluation_that_diverges_is_an_error(trained_run: Path, sample: Path, cli):
-    assert_one_error(
-        cli("eval", trained_run, sample, "--dynamic", "--dynamic-lr", "1e37"), "non-finite", "--dynamic-lr"
-    )
+    for mix in ((), ("--mix",)):
+        assert_one_error(
+            cli("eval", trained_run, sample, "--dynamic", "--dynamic-lr", "1e37", *mix), "non-finite", "--dynamic-lr"
+        )
 
 
 @pytest.mark.parametrize(

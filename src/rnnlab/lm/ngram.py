@@ -210,7 +210,12 @@ class OnlineMixer:
     def predict(self, network: np.ndarray) -> np.ndarray:
         """The mixed distribution over the V tokens of the next position, given the network's (float64, summing
         to 1). Then `update` with the token that came there. Call `feed` with the first token instead: it has no
-        prediction (the coder codes it with a uniform table)."""
+        prediction (the coder codes it with a uniform table). Non-finite network probabilities are an error (the
+        second stage would otherwise read them as "no opinion" and hide a broken model)."""
+        if not np.isfinite(network).all():
+            raise RnnlabError(
+                "the network gave non-finite probabilities: its weights are bad, or --dynamic-lr is too large"
+            )
         self.next_hashes = self.next_hashes or self._hashes()
         counts = self._counts(self.next_hashes)
         totals, distinct = counts.sum(axis=1).tolist(), np.count_nonzero(counts, axis=1).tolist()
