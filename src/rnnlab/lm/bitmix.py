@@ -107,19 +107,20 @@ class BitMixer:
         self.map_node = np.tile(curve, (N, 1))
         self.map_prev = np.tile(curve, (self.map_rows, 1))
         self.seen_node, self.seen_prev = np.zeros_like(self.map_node), np.zeros_like(self.map_prev)
+        self.node_index, self.bias = np.arange(N), np.full((N, 1), _BIAS)
         self.block: list[tuple[np.ndarray, ...]] = []
 
     def predict(self, dists: np.ndarray, previous: int) -> np.ndarray:
         """The distribution over the V tokens of the next position, given the inputs' distributions [M, V] and
         the token before it."""
         x = np.clip(stretch(np.clip(self.tree.right(dists), _FLOOR, 1 - _FLOOR)), -_STRETCH_LIMIT, _STRETCH_LIMIT)
-        x = np.concatenate([x.T, np.full((self.tree.nodes, 1), _BIAS)], axis=1)  # [nodes, M + 1]
+        x = np.concatenate([x.T, self.bias], axis=1)  # [nodes, M + 1]
         z_node, z_all = (self.w_node * x).sum(axis=1), x @ self.w_all
         p_mix = np.clip(squash(self.w_final[0] * z_node + self.w_final[1] * z_all), _FLOOR, 1 - _FLOOR)
         u = (np.clip(stretch(p_mix), -_MAP_LIMIT, _MAP_LIMIT) + _MAP_LIMIT) * ((_MAP_POINTS - 1) / (2 * _MAP_LIMIT))
         at = np.minimum(np.floor(u).astype(np.int64), _MAP_POINTS - 2)
         frac = u - at
-        nodes = np.arange(self.tree.nodes)
+        nodes = self.node_index
         rows = (previous * self.tree.nodes + nodes) % self.map_rows
         m_node = self.map_node[nodes, at] * (1 - frac) + self.map_node[nodes, at + 1] * frac
         m_prev = self.map_prev[rows, at] * (1 - frac) + self.map_prev[rows, at + 1] * frac
