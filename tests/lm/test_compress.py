@@ -211,15 +211,16 @@ def test_damaged_dynamic_files_and_old_versions_are_clear_errors() -> None:
     old = struct.pack("<4sBB16sQQIQ", b"RNNZ", 1, 0, bytes(16), 0, 0, 0, 0)  # a version 1 header
     with pytest.raises(RnnlabError, match="unsupported compressed format version 1"):
         decompress(lm, old + struct.pack("<I", zlib.crc32(old)))
-    # Version 2 files decode unless they were mixed (version 3 changed the mixer).
+    # Version 2 and 3 files decode unless they were mixed (versions 3 and 4 changed the mixer).
     static = compress(lm, b"abc def\nhag" * 20)
     version_2 = static[:4] + b"\x02" + static[5 : HEADER_SIZE - 4]
     version_2 += struct.pack("<I", zlib.crc32(version_2)) + static[HEADER_SIZE:]
     assert decompress(lm, version_2) == b"abc def\nhag" * 20
-    mixed = struct.pack("<4sBB16sQQIQ", b"RNNZ", 2, MIX_FLAG, bytes(16), 1, 1, 0, 8)
-    mixed += bytes(struct.calcsize("<ddIB16sBdd16s"))
-    with pytest.raises(RnnlabError, match="version 2's mixer"):
-        decompress(lm, mixed + struct.pack("<I", zlib.crc32(mixed)) + bytes(8))
+    for version, settings in ((2, "<ddIB16sBdd16s"), (3, "<ddIB16sBdd16s")):
+        mixed = struct.pack("<4sBB16sQQIQ", b"RNNZ", version, MIX_FLAG, bytes(16), 1, 1, 0, 8)
+        mixed += bytes(struct.calcsize(settings))
+        with pytest.raises(RnnlabError, match=f"version {version}'s mixer"):
+            decompress(lm, mixed + struct.pack("<I", zlib.crc32(mixed)) + bytes(8))
 
 
 def test_a_different_model_is_refused() -> None:
@@ -308,10 +309,13 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
         NgramConfig(orders=()),
         NgramConfig(bit_lr=math.nan),
         NgramConfig(map_rate=2.0),
+        NgramConfig(local_orders=(0, 2)),
+        NgramConfig(local_orders=(2, 2)),
+        NgramConfig(local_window=0),
     ):
         memory = read_header(blob).memory
         packed = struct.pack(
-            "<ddIB16sBdd16s",
+            "<ddIB16sBdd16sB16sI",
             settings.discount,
             settings.lr,
             settings.block,
@@ -321,6 +325,9 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
             settings.bit_lr,
             settings.map_rate,
             memory,
+            len(settings.local_orders),
+            bytes(settings.local_orders).ljust(16, b"\0"),
+            settings.local_window,
         )
         header = blob[:at] + packed
         forged = header + struct.pack("<I", zlib.crc32(header)) + blob[read_header(blob).size :]

@@ -45,6 +45,58 @@ def test_expert_distributions_equal_the_definition_and_sum_to_one():
         mixer.update(seq[i])
 
 
+def brute_force_local(seq: list[int], i: int, start: int, window: int, orders: tuple[int, ...], vocab: int):
+    """The local experts at position i, straight from their definition: the same estimator over the tokens fed
+    (from `start`) among the last `window`, from the order-1 distribution up; an order whose context is not in
+    the window repeats the one below."""
+    p = np.array([brute_force(seq, i, x, 1, vocab) for x in range(vocab)])
+    experts = {}
+    for n in range(1, max(orders) + 1):
+        followers = [seq[j] for j in range(max(start, i - window), i) if j >= n and seq[j - n : j] == seq[i - n : i]]
+        if followers:
+            counts = np.bincount(followers, minlength=vocab)
+            p = (np.maximum(counts - D, 0) + D * np.count_nonzero(counts) * p) / len(followers)
+        else:
+            for m in range(n, max(orders) + 1):
+                experts[m] = p
+            break
+        experts[n] = p
+    return [experts[n] for n in sorted(orders)]
+
+
+@pytest.mark.parametrize("window", [1, 9, 1000])
+def test_local_experts_equal_the_definition_over_their_window(window: int):
+    rng = np.random.default_rng(5)
+    V = 3
+    history, tokens = rng.integers(0, V, 60), rng.integers(0, V, 90)
+    config = NgramConfig(orders=(0, 2), discount=D, local_orders=(1, 2, 4), local_window=window)
+    mixer = OnlineMixer(history, V, config, merge_every=16)
+    mixer.feed(int(tokens[0]))
+    seq = [int(t) for t in np.concatenate([history, tokens])]
+    for k in range(1, len(tokens)):
+        i = len(history) + k
+        mixer.predict(np.full(V, 1 / V))
+        expected = brute_force_local(seq, i, len(history), window, config.local_orders, V)
+        np.testing.assert_allclose(mixer.experts[1 + len(config.orders) :], expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(mixer.experts.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+        mixer.update(seq[i])
+
+
+def test_local_experts_adapt_to_the_text_being_read():
+    """Text whose statistics differ from the training text's (0 nine times in ten here, uniform there) is learnt
+    from the window, while the large training counts of every context still say otherwise (the first stage
+    alone, short global orders: their recent counts would otherwise adapt too)."""
+    rng = np.random.default_rng(6)
+    V = 2
+    history, tokens = rng.integers(0, V, 20_000), (rng.random(1000) < 0.1).astype(np.int64)
+    network = np.full((len(tokens) - 1, V), 1 / V)
+    with_local, without = (
+        mixed_nats([network], history, tokens, V, NgramConfig(orders=(1, 2), second_stage=False, local_orders=orders))
+        for orders in ((1, 2), ())
+    )
+    assert with_local[300:].mean() < 0.8 * without[300:].mean()
+
+
 @pytest.mark.parametrize("second_stage", [False, True])
 def test_every_mixture_is_a_distribution_over_the_next_token(second_stage: bool):
     rng = np.random.default_rng(1)

@@ -35,12 +35,12 @@ matrix products gave the same bits with 1 and 2 BLAS threads here). If the table
 the CRC32 of the original detects it: decompression fails with a clear error, never silently returns
 wrong data.
 
-File format (version 3; version 2 files without the mixer are read too), little-endian:
+File format (version 4; version 2 and 3 files without the mixer are read too), little-endian:
     magic "RNNZ" | version u8 | flags u8 | model id 16 bytes | tokens u64 | bytes u64 | crc32 of the
     original u32 | payload length u64 | [flags & 1, dynamic: lr f64 | decay f64 | beta f64 | eps f64 |
     segment u32] | [flags & 2, mix: discount f64 | lr f64 | block u32 | orders count u8 | orders 16 x u8 |
-    second stage u8 | its step f64 | its map rate f64 | n-gram memory id 16 bytes] | crc32 of the header so far
-    u32 | payload
+    second stage u8 | its step f64 | its map rate f64 | n-gram memory id 16 bytes | local orders count u8 |
+    local orders 16 x u8 | local window u32] | crc32 of the header so far u32 | payload
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
 the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
 whose tables differ) are refused with a clear error. The header's lengths must agree with each other and
@@ -77,14 +77,15 @@ from rnnlab.nn.recurrent import State
 from rnnlab.threads import one_thread
 
 MAGIC = b"RNNZ"
-VERSION = 3
-READABLE = (2, 3)  # version 2 files without --mix decode the same (version 3 changed only the mixer)
+VERSION = 4
+READABLE = (2, 3, 4)  # older files without --mix decode the same (versions 3 and 4 changed only the mixer)
 DYNAMIC_FLAG = 1
 MIX_FLAG = 2
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
 _DYNAMIC = struct.Struct("<ddddI")  # lr, decay, beta, eps, segment
-# discount, lr, block, number of orders, orders, second stage (0/1), its step, its map rate, n-gram memory id
-_MIX = struct.Struct("<ddIB16sBdd16s")
+# discount, lr, block, number of orders, orders, second stage (0/1), its step, its map rate, n-gram memory id,
+# number of local orders, local orders, local window
+_MIX = struct.Struct("<ddIB16sBdd16sB16sI")
 _HEADER_CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic or mixer settings
 DYNAMIC_HEADER_SIZE = HEADER_SIZE + _DYNAMIC.size
@@ -398,18 +399,29 @@ def compress(
         header += _DYNAMIC.pack(dynamic.lr, dynamic.decay, dynamic.beta, dynamic.eps, dynamic.segment)
     if mix is not None:
         memory = memory_id(lm.training_tokens(), lm.tokenizer.vocab_size)
-        orders = bytes(mix.orders).ljust(16, b"\0")
         header += _MIX.pack(
-            mix.discount, mix.lr, mix.block, len(mix.orders), orders, mix.second_stage, mix.bit_lr, mix.map_rate, memory
+            mix.discount,
+            mix.lr,
+            mix.block,
+            len(mix.orders),
+            bytes(mix.orders).ljust(16, b"\0"),
+            mix.second_stage,
+            mix.bit_lr,
+            mix.map_rate,
+            memory,
+            len(mix.local_orders),
+            bytes(mix.local_orders).ljust(16, b"\0"),
+            mix.local_window,
         )
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
 
 
 def _check_orders(mix: NgramConfig) -> None:
-    """The orders a header can hold: at most 16, each below 256."""
+    """The orders a header can hold: at most 16 of each kind, each below 256."""
     mix.validate()
-    if len(mix.orders) > 16 or max(mix.orders) > 255:
-        raise RnnlabError(f"a compressed file holds at most 16 n-gram orders below 256, got {mix.orders}")
+    for orders in (mix.orders, mix.local_orders):
+        if len(orders) > 16 or max(orders, default=0) > 255:
+            raise RnnlabError(f"a compressed file holds at most 16 n-gram orders below 256, got {orders}")
 
 
 def max_tokens(payload: int, vocab_size: int) -> int:
@@ -449,6 +461,11 @@ def read_header(blob: bytes) -> Header:
         raise RnnlabError("not an rnnlab compressed file (bad magic bytes or shorter than the header)")
     _, version, flags, mid, tokens, size, data_crc, payload = _HEADER.unpack_from(blob)
     dynamic, mix, memory = None, None, b""
+    if version in READABLE and version < VERSION and flags & MIX_FLAG:  # its mixer settings are laid out otherwise
+        raise RnnlabError(
+            f"compressed file uses format version {version}'s mixer (--mix), which this rnnlab no longer has; "
+            f"decompress it with the rnnlab that wrote it"
+        )
     end = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0) + (_MIX.size if flags & MIX_FLAG else 0)
     if len(blob) < end + _HEADER_CRC.size:
         raise RnnlabError("compressed file is truncated (inside its header)")
@@ -459,11 +476,6 @@ def read_header(blob: bytes) -> Header:
         raise RnnlabError(
             f"unsupported compressed format version {version} (flags {flags}); this rnnlab reads {VERSION}"
         )
-    if version < VERSION and flags & MIX_FLAG:
-        raise RnnlabError(
-            f"compressed file uses format version {version}'s mixer (--mix), which this rnnlab no longer has; "
-            f"decompress it with the rnnlab that wrote it"
-        )
     if flags & DYNAMIC_FLAG:
         lr, decay, beta, eps, segment = _DYNAMIC.unpack_from(blob, _HEADER.size)
         dynamic = DynamicConfig(lr=lr, decay=decay, segment=segment, beta=beta, eps=eps)
@@ -473,8 +485,11 @@ def read_header(blob: bytes) -> Header:
             raise RnnlabError(f"compressed file is corrupt (its dynamic settings: {exc})") from None
     if flags & MIX_FLAG:
         at = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
-        discount, lr, block, count, orders, second, bit_lr, map_rate, memory = _MIX.unpack_from(blob, at)
+        discount, lr, block, count, orders, second, bit_lr, map_rate, memory, local, local_orders, window = (
+            _MIX.unpack_from(blob, at)
+        )
         mix = NgramConfig(tuple(orders[:count]), discount, lr, block, bool(second), bit_lr, map_rate)
+        mix = dataclasses.replace(mix, local_orders=tuple(local_orders[:local]), local_window=window)
         try:
             _check_orders(mix)
         except RnnlabError as exc:

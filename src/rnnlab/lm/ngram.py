@@ -16,6 +16,11 @@ token of the scored text as its counts:
 where ctx is the n tokens before x, c counts earlier occurrences and u(ctx) is the number of
 different tokens seen after ctx. It sums to one over x for any d ∈ (0, 1].
 
+**Local experts** are the same estimator over the last `local_window` tokens of the scored text only,
+starting from the order-1 distribution above instead of 1 / V. Counts over megabytes of training text
+change slowly; a file's own names and habits (a variable used ten lines up, one play's characters)
+dominate a window of a few thousand tokens, which is what PAQ's fast-adapting context models capture.
+
 **The first stage** is a linear mixture p = Σₖ wₖ pₖ(x) of the network and several n-gram orders, with
 softmax weights per context class. Two such mixers run side by side, one keyed by the longest order
 whose context was seen before (and how often), one by the previous token; a third mixes their two
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -46,8 +52,9 @@ _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling 
 
 @dataclass(frozen=True)
 class NgramConfig:
-    """Orders of the n-gram experts, their discount d, the first stage's step size, the block length, and the
-    second stage's mixer step and map rate (`second_stage` False: the first stage's mixture is the output)."""
+    """Orders of the n-gram experts, their discount d, the first stage's step size, the block length, the second
+    stage's mixer step and map rate (`second_stage` False: the first stage's mixture is the output), and the
+    orders and window (in tokens) of the local experts (none: `local_orders=()`)."""
 
     orders: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
     discount: float = 0.6
@@ -56,6 +63,8 @@ class NgramConfig:
     second_stage: bool = True
     bit_lr: float = 5e-4
     map_rate: float = 0.02
+    local_orders: tuple[int, ...] = (1, 2, 3, 4, 6)
+    local_window: int = 4096
 
     def validate(self) -> None:
         if not self.orders or min(self.orders) < 0 or len(set(self.orders)) != len(self.orders):
@@ -70,6 +79,10 @@ class NgramConfig:
             raise RnnlabError(f"the second stage's step must be a finite number >= 0, got {self.bit_lr}")
         if not 0 <= self.map_rate <= 1:
             raise RnnlabError(f"the second stage's map rate must be in [0, 1], got {self.map_rate}")
+        if self.local_orders and (min(self.local_orders) < 1 or len(set(self.local_orders)) != len(self.local_orders)):
+            raise RnnlabError(f"local n-gram orders must be distinct and >= 1, got {self.local_orders}")
+        if self.local_orders and not 1 <= self.local_window < 2**32:
+            raise RnnlabError(f"the local experts' window must be from 1 to 2^32 - 1 tokens, got {self.local_window}")
 
 
 def _weights(logits: np.ndarray) -> np.ndarray:
@@ -149,7 +162,7 @@ class OnlineMixer:
     def __init__(self, history: np.ndarray, vocab_size: int, config: NgramConfig, merge_every: int = 8192) -> None:
         config.validate()
         self.V, self.config, self.merge_every = vocab_size, config, merge_every
-        self.levels = max(config.orders) + 1
+        self.levels = max((*config.orders, *config.local_orders)) + 1
         self.columns = [n in config.orders for n in range(self.levels)]
         seq = np.asarray(history, dtype=np.int64)
         symbol = seq.astype(np.uint64) + np.uint64(1)
@@ -169,7 +182,8 @@ class OnlineMixer:
         self.recent_by_level: list[dict[int, list[int]]] = [{} for _ in range(self.levels)]  # the same, by context
         self.next_hashes: list[int] | None = None  # the next position's context hashes, once computed
         self.tail = [int(t) + 1 for t in seq[-self.levels :]]  # the symbols of the last tokens, newest last
-        K = 1 + len(config.orders)
+        self.window = LocalWindow(config.local_orders, config.local_window)
+        K = 1 + len(config.orders) + len(config.local_orders)
         self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
         self.block: list[tuple[int, int, np.ndarray]] = []  # (class 1, class 2, experts at the token) per row
         self.bits = (
@@ -220,13 +234,16 @@ class OnlineMixer:
         counts = self._counts(self.next_hashes)
         totals, distinct = counts.sum(axis=1).tolist(), np.count_nonzero(counts, axis=1).tolist()
         d, p = self.config.discount, np.full(self.V, 1.0 / self.V)
-        experts, longest, seen = [network], 0, 0
+        experts, longest, seen, base = [network], 0, 0, p
         for n in range(self.levels):
             if totals[n]:
                 p = (np.maximum(counts[n] - d, 0) + d * distinct[n] * p) / totals[n]
                 longest, seen = n, totals[n]
             if self.columns[n]:
                 experts.append(p)
+            if n <= 1:
+                base = p
+        experts += self.window.experts(self.next_hashes, base, d)
         self.experts = np.stack(experts)
         self.classes = (_order_class(longest, seen), self.tail[-1] - 1)
         first, second = (
@@ -254,6 +271,7 @@ class OnlineMixer:
         self.recent_keys[:, self.recent] = hashes
         self.recent_next[self.recent] = token
         self.recent += 1
+        self.window.add(hashes, token)
         for by_context, h in zip(self.recent_by_level, hashes, strict=True):
             by_context.setdefault(h, []).append(token)
         if self.recent == self.merge_every:
@@ -284,3 +302,48 @@ class OnlineMixer:
                         kept[h][t] += 1
             self.recent_by_level[n].clear()
         self.recent = 0
+
+
+class LocalWindow:
+    """The counts of the local experts: for each of their orders, how often each token followed each context
+    among the last `size` tokens fed (a token leaves the counts when it leaves the window)."""
+
+    def __init__(self, orders: tuple[int, ...], size: int) -> None:
+        self.orders, self.size = set(orders), size
+        self.top = max(orders, default=0)
+        self.counts: list[dict[int, dict[int, int]]] = [{} for _ in range(self.top + 1)]  # [order][context][token]
+        self.fed: deque[tuple[list[int], int]] = deque()  # (context hashes, token) in the window, oldest first
+
+    def experts(self, hashes: list[int], base: np.ndarray, discount: float) -> list[np.ndarray]:
+        """The local experts' distributions at the position whose context hashes are `hashes`, in order of their
+        orders: the discounted estimator of the module docstring over the window, from `base` up. An order whose
+        context is not in the window repeats the order below it (no longer context is in it either)."""
+        out, p = [], base
+        for n in range(1, self.top + 1):
+            seen = self.counts[n].get(hashes[n])
+            if seen is None:
+                break
+            c = np.zeros(len(base))
+            c[list(seen)] = list(seen.values())
+            p = (np.maximum(c - discount, 0) + discount * len(seen) * p) / sum(seen.values())
+            if n in self.orders:
+                out.append(p)
+        return out + [p] * (len(self.orders) - len(out))
+
+    def add(self, hashes: list[int], token: int) -> None:
+        """Take a token (at the position whose context hashes are `hashes`) into the window."""
+        if not self.top:
+            return
+        self._count(hashes, token, 1)
+        self.fed.append((hashes, token))
+        if len(self.fed) > self.size:
+            self._count(*self.fed.popleft(), -1)
+
+    def _count(self, hashes: list[int], token: int, step: int) -> None:
+        for n in range(1, self.top + 1):
+            seen = self.counts[n].setdefault(hashes[n], {})
+            seen[token] = seen.get(token, 0) + step
+            if not seen[token]:
+                del seen[token]
+                if not seen:
+                    del self.counts[n][hashes[n]]
