@@ -238,6 +238,11 @@ def rescore(corpus: str, part: str, out: Path, valid: Path, store: Path, results
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(update, indent=2))
     results = json.loads(store.read_text())  # again: the other part may have finished meanwhile
+    scored_by = results[corpus].get("rescored", {}).get(part, "the original run")
+    earlier = results[corpus].setdefault("earlier", {}).setdefault(f"mixer of {scored_by}", {})
+    for key in update:
+        old = results[corpus].get(key)
+        earlier[key] = old["file_bpc"] if key == "compressed" and old else old
     results[corpus].update(update)
     results[corpus].setdefault("rescored", {})[part] = f"{time.strftime('%Y-%m-%d')}, commit {commit}"
     store.write_text(json.dumps(results, indent=2) + "\n")
@@ -277,12 +282,11 @@ def _rescored(r: dict) -> str:
     parts = [f"{names[part]} on {when}" for part, when in r.get("rescored", {}).items()]
     if not parts:
         return ""
-    before, was = r.get("first_stage_only"), ""
-    if before:
-        was = (
-            f" (before, with the mixer's first stage only: + mix {before['valid_bpc_mix']:.3f}, + dynamic + mix "
-            f"{before['valid_bpc_dynamic_mix']:.3f}, file {before['file_bpc']:.3f})"
-        )
+    columns = {"valid_bpc_mix": "+ mix", "valid_bpc_dynamic_mix": "+ dynamic + mix", "compressed": "file"}
+    was = "".join(
+        f" (with the {label}: " + ", ".join(f"{columns[k]} {v:.3f}" for k, v in values.items() if v is not None) + ")"
+        for label, values in r.get("earlier", {}).items()
+    )
     return (
         "; rescored with `--rescore` (the same trained model, this rnnlab's mixer, one thread): "
         + ", ".join(parts)
