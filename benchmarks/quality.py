@@ -178,6 +178,8 @@ def main() -> None:
     started = time.time()
     subprocess.run(command, check=True, env=env)
     wall = time.time() - started
+    # The peer trains next, while the machine is as quiet as it was for rnnlab; the evaluations come after.
+    peer = None if args.no_peer else transformer(out, valid, args.time, args.threads)
     lm = rnnlab.LanguageModel.load(out)
     score = lm.score_files([valid])
     print(f"valid: {score.bits_per_char:.4f} bpc", flush=True)
@@ -190,7 +192,6 @@ def main() -> None:
         dynamic_mixed = lm.score_files([valid], dynamic, NgramConfig()).bits_per_char
         print(f"valid, dynamic: {dynamic_bpc:.4f} bpc; dynamic + mixing: {dynamic_mixed:.4f} bpc", flush=True)
     best = compressed_file(lm, valid, dynamic, NgramConfig())
-    peer = None if args.no_peer else transformer(out, valid, args.time, args.threads)
     base = baselines(train, valid)
     result = {
         "corpus": args.corpus,

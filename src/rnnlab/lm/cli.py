@@ -118,6 +118,18 @@ MixLr = Annotated[float, Opt(help="Step size of the online mixer.")]
 MixDiscount = Annotated[float, Opt(help="Absolute discount of the n-gram model (0, 1].")]
 
 
+def _settings(
+    dynamic: bool, lr: float, decay: float, segment: int, mix: bool, mix_lr: float, mix_discount: float
+) -> tuple[DynamicConfig | None, NgramConfig | None]:
+    """The dynamic-evaluation and mixer settings of `eval` and `compress` (None: not asked for), every given value
+    checked even when unused: a bad value on the command line is a mistake worth reporting."""
+    adapt = DynamicConfig(lr=lr, decay=decay, segment=segment)
+    ngram = NgramConfig(lr=mix_lr, discount=mix_discount)
+    adapt.validate()
+    ngram.validate()
+    return adapt if dynamic else None, ngram if mix else None
+
+
 @app.command("eval")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (a network's, or an n-gram model's).")],
@@ -144,10 +156,7 @@ def evaluate(
     """Score held-out text: bits per character, nats per token, perplexity (each file from a fresh state,
     every token with its full history). `rnnlab eval RUN1 RUN2 ... INPUT...` scores the average of the runs'
     probabilities (--dynamic, --mix and --streams apply to the networks among them)."""
-    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment)
-    ngram = NgramConfig(lr=mix_lr, discount=mix_discount)
-    adapt.validate()  # even when unused: a bad value on the command line is a mistake worth reporting
-    ngram.validate()
+    adapt, ngram = _settings(dynamic, dynamic_lr, dynamic_decay, dynamic_segment, mix, mix_lr, mix_discount)
     runs = [run_dir]
     while inputs and (Path(inputs[0]) / CONFIG).is_file():
         runs.append(Path(inputs.pop(0)))
@@ -156,7 +165,7 @@ def evaluate(
     if len(runs) > 1 or read_run(run_dir)["kind"] == "ngram":
         from rnnlab.lm.ensemble import load_ensemble, score_files
 
-        members = load_ensemble(runs, device, adapt if dynamic else None, ngram if mix else None, streams)
+        members = load_ensemble(runs, device, adapt, ngram, streams)
         files = resolve_inputs(inputs, allow_binary=members[0].tokenizer.kind == "byte")
         with console.status(f"scoring {len(files)} file{'s' if len(files) > 1 else ''} ..."):
             score = score_files(members, files)
@@ -164,9 +173,7 @@ def evaluate(
         lm = LanguageModel.load(run_dir, device=device)
         files = resolve_inputs(inputs, allow_binary=lm.tokenizer.kind == "byte")
         with _scoring_progress(len(files)) as progress:
-            score = lm.score_files(
-                files, adapt if dynamic else None, ngram if mix else None, streams=streams, progress=progress
-            )
+            score = lm.score_files(files, adapt, ngram, streams=streams, progress=progress)
     score.print(as_json)
     if not as_json and len(runs) > 1:
         print(f"models          {len(runs)}, next-token probabilities averaged")
@@ -281,12 +288,7 @@ def compress(
     from rnnlab.lm.compress import compress as compress_bytes
     from rnnlab.lm.compress import tokenize
 
-    adapt = DynamicConfig(lr=dynamic_lr, decay=dynamic_decay, segment=dynamic_segment) if dynamic else None
-    if adapt is not None:
-        adapt.validate()
-    ngram = NgramConfig(lr=mix_lr, discount=mix_discount) if mix else None
-    if ngram is not None:
-        ngram.validate()
+    adapt, ngram = _settings(dynamic, dynamic_lr, dynamic_decay, dynamic_segment, mix, mix_lr, mix_discount)
     data = _read(input)
     check_output(output)
     lm = LanguageModel.load(run_dir, device="cpu")

@@ -154,7 +154,8 @@ class OnlineMixer:
     The counts are over `history` + the tokens fed so far, keyed by a rolling hash of each position's last n
     tokens. The history's positions are sorted by context, level by level, so a context's counts are a
     `searchsorted` range (those of the longest ranges are kept); the tokens fed since the last merge are listed by
-    context, and every `merge_every` tokens they are merged into the sorted arrays. The first stage's weights
+    context, and every `merge_every` tokens they are merged into the sorted arrays. The local experts count the
+    tokens fed only, in a `LocalWindow` keyed by the same hashes. The first stage's weights
     are chosen by the context class and take one gradient step after each block of `config.block` tokens, on that
     block's tokens only; the second stage (`BitMixer`) learns the same way.
     """
