@@ -335,14 +335,16 @@ def report(results: dict[str, dict]) -> str:
         f"- {r['corpus']}: `{r.get('command', '')}` on {r['machine']}, "
         f"{r.get('date', 'an earlier session, before the file, zpaq and Transformer columns')}"
         f"{', rnnlab trained in ' + r['precision'] if 'precision' in r else ''}; "
-        f"dynamic-evaluation step {r.get('dynamic_lr')}" + _speeds(r) + _rescored(r)
+        f"dynamic-evaluation step {r.get('dynamic_lr')}"
+        + _speeds(r)
+        + _rescored(r)
+        + (f"; {r['remark']}" if r.get("remark") else "")
         for r in results.values()
     ]
     if any(r.get("threads") == 1 for r in results.values()):
         notes.append(
-            "- The 1-thread runs had one core of the 2-core machine each, the other core busy (Shakespeare beside "
-            "an earlier Linux run, Linux beside mixer experiments): half of the budget's compute. `wall` includes "
-            "preparing the token store."
+            "- A 1-thread run had one core of the 2-core machine, the other core busy with other work: half of the "
+            "budget's compute. `wall` includes preparing the token store."
         )
     return body + "\n" + "\n".join(notes) + "\n"
 
