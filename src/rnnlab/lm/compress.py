@@ -488,8 +488,17 @@ def read_header(blob: bytes) -> Header:
         discount, lr, block, count, orders, second, bit_lr, map_rate, memory, local, local_orders, window = (
             _MIX.unpack_from(blob, at)
         )
-        mix = NgramConfig(tuple(orders[:count]), discount, lr, block, bool(second), bit_lr, map_rate)
-        mix = dataclasses.replace(mix, local_orders=tuple(local_orders[:local]), local_window=window)
+        mix = NgramConfig(
+            tuple(orders[:count]),
+            discount,
+            lr,
+            block,
+            bool(second),
+            bit_lr,
+            map_rate,
+            tuple(local_orders[:local]),
+            window,
+        )
         try:
             _check_orders(mix)
         except RnnlabError as exc:
