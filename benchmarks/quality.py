@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -105,6 +108,30 @@ def compressed_file(
     return {"file_bpc": 8 * len(blob) / chars, "file_bytes": len(blob), **speeds}
 
 
+def evaluate(part: str, run: Path, train: Path, valid: Path, dynamic_lr: float | None) -> Any:
+    """One of the run's scores of valid, with one thread (main runs several at once, one per core): "mix",
+    "dynamic", "dynamic_mix" (bits per character), "file" (`compressed_file`) or "baselines" (xz, PPMd, zpaq)."""
+    torch.set_num_threads(1)
+    if part == "baselines":
+        return baselines(train, valid)
+    lm = rnnlab.LanguageModel.load(run)
+    dynamic = DynamicConfig(lr=dynamic_lr) if dynamic_lr is not None else None
+    if part == "file":
+        return compressed_file(lm, valid, dynamic, NgramConfig())
+    options = {"mix": {"mix": NgramConfig()}, "dynamic": {"dynamic": dynamic}}
+    options["dynamic_mix"] = {**options["mix"], **options["dynamic"]}
+    bpc = lm.score_files([valid], **options[part]).bits_per_char
+    print(f"valid, {part.replace('_', ' + ')}: {bpc:.4f} bpc", flush=True)
+    return bpc
+
+
+def evaluate_all(parts: list[str], run: Path, train: Path, valid: Path, dynamic_lr: float | None, workers: int) -> dict:
+    """`evaluate` each of `parts`, `workers` at a time (longest first), each in its own process."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of OpenMP
+        futures = {part: pool.submit(evaluate, part, run, train, valid, dynamic_lr) for part in parts}
+        return {part: future.result() for part, future in futures.items()}
+
+
 def transformer(run: Path, valid: Path, budget: str, threads: int) -> dict[str, float] | None:
     """benchmarks/transformer_peer.py on the run's tokens for the same wall time; None without x-transformers."""
     try:
@@ -164,7 +191,7 @@ def main() -> None:
         return
     out = args.out or Path(__file__).parent / "runs" / args.corpus
     if args.rescore:
-        rescore(args.corpus, args.rescore, out, valid, store, results)
+        rescore(args.corpus, args.rescore, out, train, valid, store, results)
         return
     if out.exists():
         shutil.rmtree(out)
@@ -183,16 +210,10 @@ def main() -> None:
     lm = rnnlab.LanguageModel.load(out)
     score = lm.score_files([valid])
     print(f"valid: {score.bits_per_char:.4f} bpc", flush=True)
-    mixed = lm.score_files([valid], mix=NgramConfig()).bits_per_char
-    print(f"valid with n-gram mixing: {mixed:.4f} bpc", flush=True)
     dynamic = None if args.no_dynamic else tune_dynamic(lm, out)
-    dynamic_bpc = dynamic_mixed = None
-    if dynamic is not None:
-        dynamic_bpc = lm.score_files([valid], dynamic).bits_per_char
-        dynamic_mixed = lm.score_files([valid], dynamic, NgramConfig()).bits_per_char
-        print(f"valid, dynamic: {dynamic_bpc:.4f} bpc; dynamic + mixing: {dynamic_mixed:.4f} bpc", flush=True)
-    best = compressed_file(lm, valid, dynamic, NgramConfig())
-    base = baselines(train, valid)
+    parts = ["file", "mix", *(["dynamic_mix", "dynamic"] if dynamic else []), "baselines"]  # longest first
+    workers = args.threads or os.cpu_count() or 1
+    evals = evaluate_all(parts, out, train, valid, dynamic.lr if dynamic else None, workers)
     result = {
         "corpus": args.corpus,
         "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
@@ -202,12 +223,13 @@ def main() -> None:
         "wall_s": round(wall),
         "params": lm.module.num_parameters(),
         "valid_bpc": score.bits_per_char,
-        "valid_bpc_mix": mixed,
-        "valid_bpc_dynamic": dynamic_bpc,
-        "valid_bpc_dynamic_mix": dynamic_mixed,
+        "valid_bpc_mix": evals["mix"],
+        "valid_bpc_dynamic": evals.get("dynamic"),
+        "valid_bpc_dynamic_mix": evals.get("dynamic_mix"),
         "dynamic_lr": dynamic.lr if dynamic else None,
-        "baselines_bpc": base,
-        "compressed": best,
+        "baselines_bpc": evals["baselines"],
+        "compressed": evals["file"],
+        "evaluations": f"{workers} at a time, one thread each",
         "transformer": peer,
         "machine": machine(),
         "threads": torch.get_num_threads(),
@@ -221,21 +243,19 @@ def main() -> None:
     print(write_result("quality.md", TITLE, report(results), _commands(results)))
 
 
-def rescore(corpus: str, part: str, out: Path, valid: Path, store: Path, results: dict[str, dict]) -> None:
+def rescore(corpus: str, part: str, out: Path, train: Path, valid: Path, store: Path, results: dict[str, dict]) -> None:
     """Score `corpus`'s trained run again with this rnnlab's mixer, one thread: the two --mix evaluations, or the
     compressed file; the other columns (network, dynamic, peers) stay those of the original run."""
     if corpus not in results or not (out / "tokens").is_dir():
         raise SystemExit(f"no {corpus} run to rescore (need {out} and its entry in {store})")
-    torch.set_num_threads(1)
-    lm = rnnlab.LanguageModel.load(out)
-    dynamic = DynamicConfig(lr=results[corpus]["dynamic_lr"])
+    dynamic_lr = results[corpus]["dynamic_lr"]
     if part == "evals":
         update = {
-            "valid_bpc_mix": lm.score_files([valid], mix=NgramConfig()).bits_per_char,
-            "valid_bpc_dynamic_mix": lm.score_files([valid], dynamic, NgramConfig()).bits_per_char,
+            "valid_bpc_mix": evaluate("mix", out, train, valid, dynamic_lr),
+            "valid_bpc_dynamic_mix": evaluate("dynamic_mix", out, train, valid, dynamic_lr),
         }
     else:
-        update = {"compressed": compressed_file(lm, valid, dynamic, NgramConfig())}
+        update = {"compressed": evaluate("file", out, train, valid, dynamic_lr)}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(update, indent=2))
     results = json.loads(store.read_text())  # again: the other part may have finished meanwhile
@@ -338,6 +358,7 @@ def report(results: dict[str, dict]) -> str:
         f"dynamic-evaluation step {r.get('dynamic_lr')}"
         + _speeds(r)
         + _rescored(r)
+        + (f"; evaluations after training: {r['evaluations']}" if r.get("evaluations") else "")
         + (f"; {r['remark']}" if r.get("remark") else "")
         for r in results.values()
     ]

@@ -211,12 +211,12 @@ def test_damaged_dynamic_files_and_old_versions_are_clear_errors() -> None:
     old = struct.pack("<4sBB16sQQIQ", b"RNNZ", 1, 0, bytes(16), 0, 0, 0, 0)  # a version 1 header
     with pytest.raises(RnnlabError, match="unsupported compressed format version 1"):
         decompress(lm, old + struct.pack("<I", zlib.crc32(old)))
-    # Version 2 and 3 files decode unless they were mixed (versions 3 and 4 changed the mixer).
+    # Version 2 to 4 files decode unless they were mixed (versions 3 to 5 changed the mixer).
     static = compress(lm, b"abc def\nhag" * 20)
     version_2 = static[:4] + b"\x02" + static[5 : HEADER_SIZE - 4]
     version_2 += struct.pack("<I", zlib.crc32(version_2)) + static[HEADER_SIZE:]
     assert decompress(lm, version_2) == b"abc def\nhag" * 20
-    for version, settings in ((2, "<ddIB16sBdd16s"), (3, "<ddIB16sBdd16s")):
+    for version, settings in ((2, "<ddIB16sBdd16s"), (3, "<ddIB16sBdd16s"), (4, "<ddIB16sBdd16sB16sI")):
         mixed = struct.pack("<4sBB16sQQIQ", b"RNNZ", version, MIX_FLAG, bytes(16), 1, 1, 0, 8)
         mixed += bytes(struct.calcsize(settings))
         with pytest.raises(RnnlabError, match=f"version {version}'s mixer"):
@@ -315,7 +315,7 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
     ):
         memory = read_header(blob).memory
         packed = struct.pack(
-            "<ddIB16sBdd16sB16sI",
+            "<ddIB16sBdd16sB16sIB",
             settings.discount,
             settings.lr,
             settings.block,
@@ -328,6 +328,7 @@ def test_damaged_mix_settings_are_clear_errors(char_run: Path, cli, tmp_path: Pa
             len(settings.local_orders),
             bytes(settings.local_orders).ljust(16, b"\0"),
             settings.local_window,
+            settings.match_len,
         )
         header = blob[:at] + packed
         forged = header + struct.pack("<I", zlib.crc32(header)) + blob[read_header(blob).size :]

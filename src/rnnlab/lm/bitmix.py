@@ -12,7 +12,10 @@ models for lossless data compression"):
     p   = squash(Σ_i w_i x_i)                          squash = the logistic function
 
 Two weight sets are used per node, one chosen by the node itself and one shared by all nodes, and a
-third two-input mixer combines them. Its output is refined by two adaptive probability maps
+small final mixer combines them. With a match model (rnnlab.lm.match) one more input says, at each node
+on the expected token's path, which way that token goes, with a confidence learned per match length
+(stretch of the rate at which such predictions came true), and a third weight set is chosen by the
+match length. Its output is refined by two adaptive probability maps
 (APM, "secondary symbol estimation"): each interpolates a learned curve of 33 points over stretch(p),
 one chosen by the node and one by the node and the previous token. The final p is a fixed blend of the
 mixer's output and the two maps' outputs; the token's probability is the product of the p (or 1 − p)
@@ -35,7 +38,8 @@ _MAP_LIMIT = 8.0
 _MAP_PRIOR = 1.5  # a new map point counts as this many observations of its starting value
 _MAP_ROWS = 1 << 16  # the second map's rows: (previous token, node) pairs, hashed when there are more
 _BLEND = (0.25, 0.25, 0.5)  # final p = 0.25 mixer + 0.25 first map + 0.5 second map
-_FINAL_LR = 0.02  # the two-input mixer's step, relative to the node mixers'
+_FINAL_LR = 0.02  # the final mixer's step, relative to the node mixers'
+_HIT_START = 0.75  # a match length's first guess at how often its predicted bit comes true
 
 
 def stretch(p: np.ndarray) -> np.ndarray:
@@ -91,18 +95,26 @@ class Tree:
 
 class BitMixer:
     """The second stage for one stream of tokens: `predict` the distribution over V tokens from M input
-    distributions, then `update` with the token that came."""
+    distributions (and, with `match_classes` > 0, a match model's expected token and length class), then `update`
+    with the token that came."""
 
-    def __init__(self, vocab_size: int, inputs: int, lr: float, map_rate: float, block: int) -> None:
+    def __init__(
+        self, vocab_size: int, inputs: int, lr: float, map_rate: float, block: int, match_classes: int = 0
+    ) -> None:
         self.tree, self.V = Tree(vocab_size), vocab_size
         self.lr, self.map_rate, self.block_size = lr, map_rate, block
         N, M = self.tree.nodes, inputs
         self.map_rows = min(vocab_size * N, _MAP_ROWS)
-        # Start as the identity on the last input (the first stage's mixture): weights 1 there, maps ≈ identity.
-        self.w_node = np.zeros((N, M + 1))
+        self.match = match_classes > 0
+        columns = M + 1 + self.match  # the inputs, the match input, the bias
+        # Start as the identity on input M - 1 (the first stage's mixture): weights 1 there, maps ≈ identity.
+        self.w_node = np.zeros((N, columns))
         self.w_node[:, M - 1] = 1.0
         self.w_all = self.w_node[0].copy()
-        self.w_final = np.array([0.5, 0.5])
+        self.w_match = np.tile(self.w_all, (match_classes, 1))
+        self.w_final = np.full(2 + self.match, 1 / (2 + self.match))
+        self.hit = np.full(match_classes, _HIT_START)
+        self.seen_hit = np.zeros(match_classes)
         curve = squash(np.linspace(-_MAP_LIMIT, _MAP_LIMIT, _MAP_POINTS))
         self.map_node = np.tile(curve, (N, 1))
         self.map_prev = np.tile(curve, (self.map_rows, 1))
@@ -110,13 +122,27 @@ class BitMixer:
         self.node_index, self.bias = np.arange(N), np.full((N, 1), _BIAS)
         self.block: list[tuple[np.ndarray, ...]] = []
 
-    def predict(self, dists: np.ndarray, previous: int) -> np.ndarray:
-        """The distribution over the V tokens of the next position, given the inputs' distributions [M, V] and
-        the token before it."""
+    def predict(
+        self, dists: np.ndarray, previous: int, expected: int | None = None, length_class: int = 0
+    ) -> np.ndarray:
+        """The distribution over the V tokens of the next position, given the inputs' distributions [M, V], the
+        token before it, and the match model's expected token (None: no match) and its length class."""
         x = np.clip(stretch(np.clip(self.tree.right(dists), _FLOOR, 1 - _FLOOR)), -_STRETCH_LIMIT, _STRETCH_LIMIT)
-        x = np.concatenate([x.T, self.bias], axis=1)  # [nodes, M + 1]
-        z_node, z_all = (self.w_node * x).sum(axis=1), x @ self.w_all
-        p_mix = np.clip(squash(self.w_final[0] * z_node + self.w_final[1] * z_all), _FLOOR, 1 - _FLOOR)
+        columns, N = [x.T], self.tree.nodes
+        expected_bit = np.full(N + 1, -1)  # per node: the way the expected token goes there (-1: not on its path)
+        if self.match:
+            if expected is not None:
+                expected_bit[self.tree.path_nodes[expected]] = self.tree.path_bits[expected]
+                expected_bit[N] = -1
+            confidence = min(stretch(np.clip(self.hit[length_class], _FLOOR, 1 - _FLOOR)), _STRETCH_LIMIT)
+            columns.append(np.where(expected_bit[:N] < 0, 0.0, np.where(expected_bit[:N] == 1, 1.0, -1.0))[:, None])
+            columns[-1] *= confidence
+        x = np.concatenate([*columns, self.bias], axis=1)  # [nodes, M + 1 (+ 1)]
+        z = [(self.w_node * x).sum(axis=1), x @ self.w_all]
+        if self.match:
+            z.append(x @ self.w_match[length_class])
+        z_final = sum(w * zi for w, zi in zip(self.w_final, z, strict=True))
+        p_mix = np.clip(squash(z_final), _FLOOR, 1 - _FLOOR)
         u = (np.clip(stretch(p_mix), -_MAP_LIMIT, _MAP_LIMIT) + _MAP_LIMIT) * ((_MAP_POINTS - 1) / (2 * _MAP_LIMIT))
         at = np.minimum(np.floor(u).astype(np.int64), _MAP_POINTS - 2)
         frac = u - at
@@ -125,7 +151,7 @@ class BitMixer:
         m_node = self.map_node[nodes, at] * (1 - frac) + self.map_node[nodes, at + 1] * frac
         m_prev = self.map_prev[rows, at] * (1 - frac) + self.map_prev[rows, at + 1] * frac
         p = np.clip(_BLEND[0] * p_mix + _BLEND[1] * m_node + _BLEND[2] * m_prev, _FLOOR, 1 - _FLOOR)
-        self.last = (x, z_node, z_all, p_mix, at, frac, rows)
+        self.last = (x, np.stack(z, axis=1), p_mix, at, frac, rows, expected_bit[:N], np.full(N, length_class))
         return self.tree.leaves(p)
 
     def update(self, token: int) -> None:
@@ -139,28 +165,35 @@ class BitMixer:
 
     def _learn(self) -> None:
         """One step on the block's decisions: each mixer along its gradient, each map toward the bits."""
-        path, bits, x, z_node, z_all, p_mix, at, frac, rows = (np.concatenate(c) for c in zip(*self.block, strict=True))
+        blocks = (np.concatenate(c) for c in zip(*self.block, strict=True))
+        path, bits, x, z, p_mix, at, frac, rows, expected_bit, length_class = blocks
         self.block = []
-        np.add.at(self.w_node, path, self.lr * (bits - squash(z_node))[:, None] * x)
-        self.w_all += self.lr * ((bits - squash(z_all))[:, None] * x).sum(axis=0)
-        both = np.stack([z_node, z_all], axis=1)
-        self.w_final += self.lr * _FINAL_LR * ((bits - p_mix)[:, None] * both).sum(axis=0)
+        np.add.at(self.w_node, path, self.lr * (bits - squash(z[:, 0]))[:, None] * x)
+        self.w_all += self.lr * ((bits - squash(z[:, 1]))[:, None] * x).sum(axis=0)
+        if self.match:
+            np.add.at(self.w_match, length_class, self.lr * (bits - squash(z[:, 2]))[:, None] * x)
+            on_path = expected_bit >= 0
+            came_true = (expected_bit[on_path] == bits[on_path]).astype(np.float64)
+            _move_toward(
+                self.hit, self.seen_hit, length_class[on_path], came_true, np.ones(len(came_true)), self.map_rate
+            )
+        self.w_final += self.lr * _FINAL_LR * ((bits - p_mix)[:, None] * z).sum(axis=0)
         for table, seen, row in ((self.map_node, self.seen_node, path), (self.map_prev, self.seen_prev, rows)):
-            cells = np.concatenate([row, row]) * _MAP_POINTS + np.concatenate([at, at + 1])
-            _move_toward(table.reshape(-1), seen.reshape(-1), cells, bits, frac, self.map_rate)
+            cells = np.concatenate([row * _MAP_POINTS + at, row * _MAP_POINTS + at + 1])
+            targets, weights = np.concatenate([bits, bits]), np.concatenate([1 - frac, frac])
+            _move_toward(table.reshape(-1), seen.reshape(-1), cells, targets, weights, self.map_rate)
 
 
 def _move_toward(
-    table: np.ndarray, seen: np.ndarray, cells: np.ndarray, bits: np.ndarray, frac: np.ndarray, rate: float
+    table: np.ndarray, seen: np.ndarray, cells: np.ndarray, targets: np.ndarray, weights: np.ndarray, rate: float
 ) -> None:
-    """Each map cell (flat index) moves toward the weighted mean of the block's bits that used it: as an average
-    of all it has seen while that is young (a step of weight / seen), then as sequential steps of `rate` would
-    (1 − (1 − rate)^weight of the way), so a cell stays a probability however often one block uses it. Each bit
-    counts 1 − frac for the map's lower point and frac for its upper one. With rate 0 the maps do not learn."""
-    weights = np.concatenate([1 - frac, frac])
+    """Each cell of `table` (flat index) moves toward the weighted mean of the block's targets that used it: as an
+    average of all it has seen while that is young (a step of weight / seen), then as sequential steps of `rate`
+    would (1 − (1 − rate)^weight of the way), so a cell stays a probability however often one block uses it. A map
+    point counts a bit with weight 1 − frac (its lower point) or frac (its upper one). With rate 0 nothing learns."""
     used, where = np.unique(cells, return_inverse=True)
     weight = np.bincount(where, weights, len(used))
-    mean = np.bincount(where, np.concatenate([bits, bits]) * weights, len(used)) / np.maximum(weight, 1e-300)
+    mean = np.bincount(where, targets * weights, len(used)) / np.maximum(weight, 1e-300)
     seen[used] += weight
     step = np.maximum(weight / (seen[used] + _MAP_PRIOR), 1 - (1 - rate) ** weight) if rate else 0.0
     table[used] += step * (mean - table[used])

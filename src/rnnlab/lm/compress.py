@@ -77,15 +77,15 @@ from rnnlab.nn.recurrent import State
 from rnnlab.threads import one_thread
 
 MAGIC = b"RNNZ"
-VERSION = 4
-READABLE = (2, 3, 4)  # older files without --mix decode the same (versions 3 and 4 changed only the mixer)
+VERSION = 5
+READABLE = (2, 3, 4, 5)  # older files without --mix decode the same (versions 3 to 5 changed only the mixer)
 DYNAMIC_FLAG = 1
 MIX_FLAG = 2
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
 _DYNAMIC = struct.Struct("<ddddI")  # lr, decay, beta, eps, segment
 # discount, lr, block, number of orders, orders, second stage (0/1), its step, its map rate, n-gram memory id,
-# number of local orders, local orders, local window
-_MIX = struct.Struct("<ddIB16sBdd16sB16sI")
+# number of local orders, local orders, local window, the match model's minimum length
+_MIX = struct.Struct("<ddIB16sBdd16sB16sIB")
 _HEADER_CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size + _HEADER_CRC.size  # without dynamic or mixer settings
 DYNAMIC_HEADER_SIZE = HEADER_SIZE + _DYNAMIC.size
@@ -412,6 +412,7 @@ def compress(
             len(mix.local_orders),
             bytes(mix.local_orders).ljust(16, b"\0"),
             mix.local_window,
+            mix.match_len,
         )
     return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
 
@@ -485,7 +486,7 @@ def read_header(blob: bytes) -> Header:
             raise RnnlabError(f"compressed file is corrupt (its dynamic settings: {exc})") from None
     if flags & MIX_FLAG:
         at = _HEADER.size + (_DYNAMIC.size if flags & DYNAMIC_FLAG else 0)
-        discount, lr, block, count, orders, second, bit_lr, map_rate, memory, local, local_orders, window = (
+        discount, lr, block, count, orders, second, bit_lr, map_rate, memory, local, local_orders, window, match = (
             _MIX.unpack_from(blob, at)
         )
         mix = NgramConfig(
@@ -498,6 +499,7 @@ def read_header(blob: bytes) -> Header:
             map_rate,
             tuple(local_orders[:local]),
             window,
+            match,
         )
         try:
             _check_orders(mix)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import match
 from rnnlab.lm.bitmix import BitMixer
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling context hash
@@ -65,6 +66,7 @@ class NgramConfig:
     map_rate: float = 0.02
     local_orders: tuple[int, ...] = (1, 2, 3, 4, 6)
     local_window: int = 4096
+    match_len: int = 4
 
     def validate(self) -> None:
         if not self.orders or min(self.orders) < 0 or len(set(self.orders)) != len(self.orders):
@@ -81,6 +83,8 @@ class NgramConfig:
             raise RnnlabError(f"the second stage's map rate must be in [0, 1], got {self.map_rate}")
         if self.local_orders and (min(self.local_orders) < 1 or len(set(self.local_orders)) != len(self.local_orders)):
             raise RnnlabError(f"local n-gram orders must be distinct and >= 1, got {self.local_orders}")
+        if not 0 <= self.match_len < 256:
+            raise RnnlabError(f"the match model's minimum length must be from 0 (none) to 255, got {self.match_len}")
         if self.local_orders and not 1 <= self.local_window < 2**32:
             raise RnnlabError(f"the local experts' window must be from 1 to 2^32 - 1 tokens, got {self.local_window}")
 
@@ -187,9 +191,11 @@ class OnlineMixer:
         K = 1 + len(config.orders) + len(config.local_orders)
         self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
         self.block: list[tuple[int, int, np.ndarray]] = []  # (class 1, class 2, experts at the token) per row
-        self.bits = (
-            BitMixer(vocab_size, K + 1, config.bit_lr, config.map_rate, config.block) if config.second_stage else None
-        )
+        self.match = match.MatchModel(seq, config.match_len) if config.match_len and config.second_stage else None
+        self.bits = None
+        if config.second_stage:
+            classes = match.BUCKETS if self.match else 0
+            self.bits = BitMixer(vocab_size, K + 1, config.bit_lr, config.map_rate, config.block, classes)
 
     def _hashes(self) -> list[int]:
         """The context hash of the next position at every level: h₀ = 0, hₙ = hₙ₋₁ · PRIME + (token n back + 1)."""
@@ -254,7 +260,10 @@ class OnlineMixer:
         mixed = w[0] * first + w[1] * second
         if self.bits is None:
             return mixed
-        return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1)
+        if self.match is None:
+            return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1)
+        length = match.bucket(self.match.length)
+        return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1, self.match.expected, length)
 
     def update(self, token: int) -> None:
         """Take the token that came where `predict` was last called: the mixers learn from it (a block at a
@@ -273,6 +282,8 @@ class OnlineMixer:
         self.recent_next[self.recent] = token
         self.recent += 1
         self.window.add(hashes, token)
+        if self.match is not None:
+            self.match.feed(token)
         for by_context, h in zip(self.recent_by_level, hashes, strict=True):
             by_context.setdefault(h, []).append(token)
         if self.recent == self.merge_every:
