@@ -6,8 +6,9 @@ Each run is a trained language model with its token store (benchmarks/quality.py
 benchmarks/runs/<corpus>). The text scored is the first --tokens tokens of the run's own held-out split (the
 last 2% of the training file, never the corpus's valid file), read once by the static network; each row then
 mixes those same network distributions: the network alone, the first stage (linear mixing of the experts),
-both stages (binary logistic mixing and adaptive probability maps after it) without and with the local experts
-(n-gram counts over the last 4,096 tokens read), and both with the maps frozen.
+both stages (binary logistic mixing and adaptive probability maps after it) without the local experts (n-gram
+counts over the last 4,096 tokens read), without the match model (the token that followed the latest earlier
+occurrence of the last 4 or more tokens), with both (the default), and the default with the maps frozen.
 Speed is tokens per second of the mixer alone (the network's cost is the same for all rows), in one thread.
 """
 
@@ -28,7 +29,8 @@ from rnnlab.lm.ngram import NgramConfig, mixed_nats
 
 ROWS = {
     "first stage (linear: n-gram orders, local experts)": NgramConfig(second_stage=False),
-    "both stages, no local experts": NgramConfig(local_orders=()),
+    "both stages, no local experts, no match model": NgramConfig(local_orders=(), match_len=0),
+    "both stages, no match model": NgramConfig(match_len=0),
     "both stages (the default)": NgramConfig(),
     "both stages, maps frozen": NgramConfig(map_rate=0.0),
 }

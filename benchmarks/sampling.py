@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/sampling.py [--tokens 2000] [--rounds 5] [--vocab 84]
 
-Models: the `--preset small` LSTM (2x256, embed 64), a 2x512 LSTM and a 2x512 GRU (NumPy stepper), and a
+Models: an LSTM 2x256 (embed 64; `--preset small` until 2026-12-07), a 2x512 LSTM and a 2x512 GRU (NumPy stepper), and a
 gru-cho 2x256 (no NumPy equations: the module's one-step forward, `ModuleStepper`). Weights are PyTorch's
 random initialisation (their values do not change the work of a step); the vocabulary is V characters.
 
@@ -44,10 +44,10 @@ PRIME = "The "
 
 # name -> options of build_configs (preset first, explicit values override it)
 MODELS: dict[str, dict] = {
-    "lstm 2x256 (--preset small)": {"preset": "small"},
-    "lstm 2x512": {"preset": "small", "hidden": 512},
+    "lstm 2x256 (--preset small)": {"preset": "small", "hidden": 256, "cell": "lstm"},
+    "lstm 2x512": {"preset": "small", "hidden": 512, "cell": "lstm"},
     "gru 2x512": {"preset": "small", "hidden": 512, "cell": "gru"},
-    "gru-cho 2x256": {"preset": "small", "cell": "gru-cho"},
+    "gru-cho 2x256": {"preset": "small", "hidden": 256, "cell": "gru-cho"},
 }
 
 # setting -> stream options; the extra settings run on the first model only

@@ -28,7 +28,9 @@ outputs (PAQ's two-layer mixing). Weights learn online by gradient descent on âˆ
 after each block of tokens from that block's losses only, so they never depend on a token they score.
 
 **The second stage** (rnnlab.lm.bitmix) sees the same distributions and the first stage's mixture as
-binary decisions and mixes them in the logistic domain, refined by adaptive probability maps.
+binary decisions and mixes them in the logistic domain, refined by adaptive probability maps. A match
+model (rnnlab.lm.match: the token that followed the latest earlier occurrence of the last `match_len`
+tokens, trusted by how long the match has held) is one more of its inputs.
 
 `OnlineMixer` computes all of it one token at a time over the whole vocabulary; `rnnlab eval --mix` and
 the range coder of `rnnlab compress --mix` both go through it, so a file's size is the evaluation's score.
@@ -54,8 +56,9 @@ _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling 
 @dataclass(frozen=True)
 class NgramConfig:
     """Orders of the n-gram experts, their discount d, the first stage's step size, the block length, the second
-    stage's mixer step and map rate (`second_stage` False: the first stage's mixture is the output), and the
-    orders and window (in tokens) of the local experts (none: `local_orders=()`)."""
+    stage's mixer step and map rate (`second_stage` False: the first stage's mixture is the output), the
+    orders and window (in tokens) of the local experts (none: `local_orders=()`), and the match model's minimum
+    length (none: 0; it is an input of the second stage only)."""
 
     orders: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
     discount: float = 0.6
