@@ -46,7 +46,7 @@ def test_help_groups_every_option_in_its_panel_with_its_default(cli):
             assert f.metadata["help"] in shown["Arguments"]
         else:
             assert f"{flag(f)} " in shown[f.metadata["panel"]], f"{flag(f)} is not in the {f.metadata['panel']} panel"
-    assert "[default: 256 (tiny: 128, small: 256, medium: 512, large: 1024)]" in shown["Model"]
+    assert "[default: 256 (tiny: 128, small: 300, medium: 512, large: 1024)]" in shown["Model"]
     assert "--precision <fp32|bf16|fp16|auto>" in shown["Hardware"]
     assert "[default: fp32 (small: auto)]" in shown["Hardware"]
     assert "--residual / --no-residual" in shown["Model"] and "[default: off]" in shown["Model"]

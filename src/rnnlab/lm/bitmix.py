@@ -135,8 +135,8 @@ class BitMixer:
                 expected_bit[self.tree.path_nodes[expected]] = self.tree.path_bits[expected]
                 expected_bit[N] = -1
             confidence = min(stretch(np.clip(self.hit[length_class], _FLOOR, 1 - _FLOOR)), _STRETCH_LIMIT)
-            columns.append(np.where(expected_bit[:N] < 0, 0.0, np.where(expected_bit[:N] == 1, 1.0, -1.0))[:, None])
-            columns[-1] *= confidence
+            direction = np.where(expected_bit[:N] < 0, 0.0, 2.0 * expected_bit[:N] - 1)  # +1 right, -1 left, 0 off
+            columns.append((direction * confidence)[:, None])
         x = np.concatenate([*columns, self.bias], axis=1)  # [nodes, M + 1 (+ 1)]
         z = [(self.w_node * x).sum(axis=1), x @ self.w_all]
         if self.match:
