@@ -263,10 +263,8 @@ class OnlineMixer:
         mixed = w[0] * first + w[1] * second
         if self.bits is None:
             return mixed
-        if self.match is None:
-            return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1)
-        length = match.bucket(self.match.length)
-        return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1, self.match.expected, length)
+        expected, length = (self.match.expected, match.bucket(self.match.length)) if self.match else (None, 0)
+        return self.bits.predict(np.vstack([self.experts, mixed]), self.tail[-1] - 1, expected, length)
 
     def update(self, token: int) -> None:
         """Take the token that came where `predict` was last called: the mixers learn from it (a block at a
