@@ -7,8 +7,9 @@ benchmarks/runs/<corpus>). The text scored is the first --tokens tokens of the r
 last 2% of the training file, never the corpus's valid file), read once by the static network; each row then
 mixes those same network distributions: the network alone, the first stage (linear mixing of the experts),
 both stages (binary logistic mixing and adaptive probability maps after it) without the local experts (n-gram
-counts over the last 4,096 tokens read), without the match model (the token that followed the latest earlier
-occurrence of the last 4 or more tokens), with both (the default), and the default with the maps frozen.
+counts over the last 4,096 tokens read), the match model (the token that followed the latest earlier occurrence
+of the last 4 or more tokens) and the word contexts (the word so far, alone and after the word before it), then
+without the match model, without the word contexts, with all (the default), and the default with the maps frozen.
 Speed is tokens per second of the mixer alone (the network's cost is the same for all rows), in one thread.
 """
 
@@ -26,13 +27,15 @@ from common import ROOT, write_result
 from rnnlab.data.prepare import TokenStore
 from rnnlab.lm.model import token_logits
 from rnnlab.lm.ngram import NgramConfig, mixed_nats
+from rnnlab.lm.words import word_mask
 
-ROWS = {
-    "first stage (linear: n-gram orders, local experts)": NgramConfig(second_stage=False),
-    "both stages, no local experts, no match model": NgramConfig(local_orders=(), match_len=0),
-    "both stages, no match model": NgramConfig(match_len=0),
-    "both stages (the default)": NgramConfig(),
-    "both stages, maps frozen": NgramConfig(map_rate=0.0),
+ROWS = {  # name -> (settings, with the word contexts)
+    "first stage (linear: n-gram orders, local experts, word contexts)": (NgramConfig(second_stage=False), True),
+    "both stages, no local experts, match model or word contexts": (NgramConfig(local_orders=(), match_len=0), False),
+    "both stages, no match model": (NgramConfig(match_len=0), True),
+    "both stages, no word contexts": (NgramConfig(), False),
+    "both stages (the default)": (NgramConfig(), True),
+    "both stages, maps frozen": (NgramConfig(map_rate=0.0), True),
 }
 
 
@@ -46,10 +49,10 @@ def measure(run: Path, tokens: int) -> list[tuple[str, float, float]]:
     probs = np.concatenate([torch.softmax(c.double(), -1).numpy() for c in token_logits(lm.module, ids)])
     network = -np.log(probs[np.arange(len(ids) - 1), ids[1:]]).mean() / np.log(2)
     rows = [("network alone", network, float("nan"))]
-    history = lm.training_tokens()
-    for name, config in ROWS.items():
+    history, mask = lm.training_tokens(), word_mask(lm.tokenizer)
+    for name, (config, with_words) in ROWS.items():
         start = time.perf_counter()
-        nats = mixed_nats([probs], history, ids, lm.tokenizer.vocab_size, config)
+        nats = mixed_nats([probs], history, ids, lm.tokenizer.vocab_size, config, None, mask if with_words else None)
         rows.append((name, nats.mean() / np.log(2), (len(ids) - 1) / (time.perf_counter() - start)))
         print(f"{run.name}: {name}: {rows[-1][1]:.4f} bits/token, {rows[-1][2]:,.0f} tokens/s", flush=True)
     return rows

@@ -9,7 +9,7 @@ import pytest
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.ngram import NgramConfig, OnlineMixer, mixed_nats
+from rnnlab.lm.ngram import NgramConfig, OnlineMixer, discounted_chain, mixed_nats
 
 D = 0.7
 
@@ -95,6 +95,28 @@ def test_local_experts_adapt_to_the_text_being_read():
         for orders in ((1, 2), ())
     )
     assert with_local[300:].mean() < 0.8 * without[300:].mean()
+
+
+@pytest.mark.parametrize("start", ["uniform", "distribution"])
+def test_the_chain_of_orders_equals_its_recurrence(start: str):
+    """discounted_chain unrolls pₙ = (max(c − d, 0) + d · u · pₙ₋₁) / c(ctx): the same rows as the loop, new
+    contexts repeating the row below, and tiny discounts (products of many small factors) staying finite."""
+    rng = np.random.default_rng(7)
+    V = 9
+    for d in (D, 1e-12):
+        counts = rng.integers(0, 4, (6, V)) * (rng.random((6, V)) < 0.5)
+        counts[0] += rng.integers(10**6, 10**7, V)  # a huge order 0: its factor d · u / c is tiny
+        counts[4] = 0  # a context never seen
+        p = np.full(V, 1 / V) if start == "uniform" else rng.dirichlet(np.ones(V))
+        first = 1 / V if start == "uniform" else p
+        expected = []
+        for c in counts:
+            if c.sum():
+                p = (np.maximum(c - d, 0) + d * np.count_nonzero(c) * p) / c.sum()
+            expected.append(p)
+        chain = discounted_chain(counts, counts.sum(axis=1), np.count_nonzero(counts, axis=1), d, first)
+        np.testing.assert_allclose(chain, expected, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(chain.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("second_stage", [False, True])

@@ -17,13 +17,16 @@ on the expected token's path, which way that token goes, with a confidence learn
 (stretch of the rate at which such predictions came true), and a third weight set is chosen by the
 match length. Its output is refined by two adaptive probability maps
 (APM, "secondary symbol estimation"): each interpolates a learned curve of 33 points over stretch(p),
-one chosen by the node and one by the node and the previous token. The final p is a fixed blend of the
-mixer's output and the two maps' outputs; the token's probability is the product of the p (or 1 − p)
-along its path, so the distribution sums to one over the vocabulary by construction.
+one chosen by the node and one by the node and the previous token. The final p is a linear blend of the
+mixer's output and the two maps' outputs, with softmax weights per node learned as the first stage's are
+(so a corpus where the maps do not help learns to lean on the mixer); the token's probability is the
+product of the p (or 1 − p) along its path, so the distribution sums to one over the vocabulary by
+construction.
 
 Learning follows the first stage's rule for honesty: the weights and maps are updated after each block
 of tokens from that block's decisions only (gradient of the coding cost, err · x_i for the mixers, a
-step toward the observed bit for the maps), so a token's probability never depends on itself.
+step toward the observed bit for the maps, the gradient of −ln p for the blend), so a token's probability
+never depends on itself.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ _MAP_POINTS = 33  # points of each adaptive probability map, evenly over stretch
 _MAP_LIMIT = 8.0
 _MAP_PRIOR = 1.5  # a new map point counts as this many observations of its starting value
 _MAP_ROWS = 1 << 16  # the second map's rows: (previous token, node) pairs, hashed when there are more
-_BLEND = (0.25, 0.25, 0.5)  # final p = 0.25 mixer + 0.25 first map + 0.5 second map
+_BLEND = (0.25, 0.25, 0.5)  # final p starts as 0.25 mixer + 0.25 first map + 0.5 second map
+_BLEND_LR = 0.05  # the step of the blend's weights (softmax logits per node)
 _FINAL_LR = 0.02  # the final mixer's step, relative to the node mixers'
 _HIT_START = 0.75  # a match length's first guess at how often its predicted bit comes true
 
@@ -119,6 +123,7 @@ class BitMixer:
         self.map_node = np.tile(curve, (N, 1))
         self.map_prev = np.tile(curve, (self.map_rows, 1))
         self.seen_node, self.seen_prev = np.zeros_like(self.map_node), np.zeros_like(self.map_prev)
+        self.blend = np.tile(np.log(_BLEND), (N, 1))  # per node: softmax logits of the final blend
         self.node_index, self.bias = np.arange(N), np.full((N, 1), _BIAS)
         self.block: list[tuple[np.ndarray, ...]] = []
 
@@ -150,8 +155,9 @@ class BitMixer:
         rows = (previous * self.tree.nodes + nodes) % self.map_rows
         m_node = self.map_node[nodes, at] * (1 - frac) + self.map_node[nodes, at + 1] * frac
         m_prev = self.map_prev[rows, at] * (1 - frac) + self.map_prev[rows, at + 1] * frac
-        p = np.clip(_BLEND[0] * p_mix + _BLEND[1] * m_node + _BLEND[2] * m_prev, _FLOOR, 1 - _FLOOR)
-        self.last = (x, np.stack(z, axis=1), p_mix, at, frac, rows, expected_bit[:N], np.full(N, length_class))
+        q = np.stack([p_mix, m_node, m_prev], axis=1)
+        p = np.clip((_softmax(self.blend) * q).sum(axis=1), _FLOOR, 1 - _FLOOR)
+        self.last = (x, np.stack(z, axis=1), p_mix, at, frac, rows, expected_bit[:N], np.full(N, length_class), q)
         return self.tree.leaves(p)
 
     def update(self, token: int) -> None:
@@ -166,7 +172,7 @@ class BitMixer:
     def _learn(self) -> None:
         """One step on the block's decisions: each mixer along its gradient, each map toward the bits."""
         blocks = (np.concatenate(c) for c in zip(*self.block, strict=True))
-        path, bits, x, z, p_mix, at, frac, rows, expected_bit, length_class = blocks
+        path, bits, x, z, p_mix, at, frac, rows, expected_bit, length_class, q = blocks
         self.block = []
         np.add.at(self.w_node, path, self.lr * (bits - squash(z[:, 0]))[:, None] * x)
         self.w_all += self.lr * ((bits - squash(z[:, 1]))[:, None] * x).sum(axis=0)
@@ -178,10 +184,19 @@ class BitMixer:
                 self.hit, self.seen_hit, length_class[on_path], came_true, np.ones(len(came_true)), self.map_rate
             )
         self.w_final += self.lr * _FINAL_LR * ((bits - p_mix)[:, None] * z).sum(axis=0)
+        w = _softmax(self.blend[path])
+        r = np.where(bits[:, None] == 1, q, 1 - q)  # each part's probability of the bit that came
+        np.add.at(self.blend, path, -_BLEND_LR * (w - w * r / (w * r).sum(axis=1, keepdims=True)))
         for table, seen, row in ((self.map_node, self.seen_node, path), (self.map_prev, self.seen_prev, rows)):
             cells = np.concatenate([row * _MAP_POINTS + at, row * _MAP_POINTS + at + 1])
             targets, weights = np.concatenate([bits, bits]), np.concatenate([1 - frac, frac])
             _move_toward(table.reshape(-1), seen.reshape(-1), cells, targets, weights, self.map_rate)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis."""
+    w = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return w / w.sum(axis=-1, keepdims=True)
 
 
 def _move_toward(

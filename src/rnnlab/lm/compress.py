@@ -35,12 +35,15 @@ matrix products gave the same bits with 1 and 2 BLAS threads here). If the table
 the CRC32 of the original detects it: decompression fails with a clear error, never silently returns
 wrong data.
 
-File format (version 4; version 2 and 3 files without the mixer are read too), little-endian:
+File format (version 6; files of versions 2 to 5 without the mixer are read too), little-endian:
     magic "RNNZ" | version u8 | flags u8 | model id 16 bytes | tokens u64 | bytes u64 | crc32 of the
     original u32 | payload length u64 | [flags & 1, dynamic: lr f64 | decay f64 | beta f64 | eps f64 |
     segment u32] | [flags & 2, mix: discount f64 | lr f64 | block u32 | orders count u8 | orders 16 x u8 |
     second stage u8 | its step f64 | its map rate f64 | n-gram memory id 16 bytes | local orders count u8 |
-    local orders 16 x u8 | local window u32] | crc32 of the header so far u32 | payload
+    local orders 16 x u8 | local window u32 | match model's minimum length u8] | crc32 of the header so far
+    u32 | payload
+Version 6's mixer has the word contexts (rnnlab.lm.words, from the model's tokenizer) and a learned final
+blend; a mixed file of an older version is refused with a clear error.
 The model id is a SHA-256 prefix of the weights (names, dtypes, shapes, values), the model config and
 the tokenizer, i.e. of the exact function that produced the tables. Version 1 files (a slower predictor
 whose tables differ) are refused with a clear error. The header's lengths must agree with each other and
@@ -69,6 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import words
 from rnnlab.lm.dynamic import DynamicConfig, rms_step
 from rnnlab.lm.model import RNNLM, LanguageModel
 from rnnlab.lm.ngram import NgramConfig, OnlineMixer, memory_id
@@ -77,8 +81,8 @@ from rnnlab.nn.recurrent import State
 from rnnlab.threads import one_thread
 
 MAGIC = b"RNNZ"
-VERSION = 5
-READABLE = (2, 3, 4, 5)  # older files without --mix decode the same (versions 3 to 5 changed only the mixer)
+VERSION = 6
+READABLE = (2, 3, 4, 5, 6)  # older files without --mix decode the same (versions 3 to 6 changed only the mixer)
 DYNAMIC_FLAG = 1
 MIX_FLAG = 2
 _HEADER = struct.Struct("<4sBB16sQQIQ")  # magic, version, flags, model id, tokens, bytes, crc32, payload length
@@ -291,7 +295,8 @@ class _Predictor:
         self.V = module.config.vocab_size
         if self.V < 2:  # every token would be certain: nothing to code, and no bound on a file's length
             raise RnnlabError("compression needs a vocabulary of at least 2 tokens")
-        self.mixer = None if mix is None else OnlineMixer(lm.training_tokens(), self.V, mix)
+        word_tokens = words.word_mask(lm.tokenizer) if mix is not None else None
+        self.mixer = None if mix is None else OnlineMixer(lm.training_tokens(), self.V, mix, word_tokens)
 
     def tables(self) -> Generator[np.ndarray, int, None]:
         """Yields token 0's table (uniform: it has no context), then, each time the caller sends the token it

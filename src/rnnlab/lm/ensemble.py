@@ -18,6 +18,7 @@ import numpy as np
 
 from rnnlab.data.tokenizers import Tokenizer
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import words
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import LanguageModel, _first_token_chars, check_streams, text_nats
 from rnnlab.lm.ngram import NgramConfig
@@ -52,8 +53,10 @@ def load_member(
     check_streams(streams, dynamic, mix)
     memory = lm.training_tokens() if mix is not None else None  # a run without its training text fails here
 
+    word_tokens = words.word_mask(lm.tokenizer) if mix is not None else None
+
     def nats(ids: np.ndarray) -> np.ndarray:
-        return text_nats(lm.module, ids, dynamic, mix, memory, streams, lm.device)
+        return text_nats(lm.module, ids, dynamic, mix, memory, streams, lm.device, None, word_tokens)
 
     return Member(run_dir, lm.tokenizer, nats, network=True)
 

@@ -22,6 +22,7 @@ from torch import nn
 from rnnlab.config import ModelConfig, model_config_from_dict
 from rnnlab.data.tokenizers import Tokenizer, load_tokenizer
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import words
 from rnnlab.lm.dynamic import DynamicConfig, dynamic_logits, dynamic_nats
 from rnnlab.lm.generate import StopMatcher, next_token, sampling_rng
 from rnnlab.lm.ngram import NgramConfig, mixed_nats
@@ -225,10 +226,12 @@ def text_nats(
     streams: int = 1,
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
+    word_tokens: np.ndarray | None = None,
 ) -> np.ndarray:
     """−ln p of ids[1:] as `rnnlab eval` scores them: static (`streams` side by side) or dynamic, and with `mix`
-    mixed with the n-gram model whose memory is `memory` (the training tokens) plus the text before each token.
-    `progress` is told how many tokens are done as the slow ones (dynamic, mixed) go."""
+    mixed with the n-gram model whose memory is `memory` (the training tokens) plus the text before each token,
+    with word contexts where `word_tokens` (rnnlab.lm.words.word_mask of the tokenizer) is given. `progress` is
+    told how many tokens are done as the slow ones (dynamic, mixed) go."""
     check_streams(streams, dynamic, mix)
     if mix is None:
         if dynamic is not None:
@@ -238,7 +241,7 @@ def text_nats(
         raise ValueError("mixing needs the n-gram memory")
     logits = dynamic_logits(module, ids, dynamic) if dynamic is not None else token_logits(module, ids, device=device)
     probs = (torch.softmax(chunk.double(), dim=-1).cpu().numpy() for chunk in logits)
-    return mixed_nats(probs, memory, ids, module.config.vocab_size, mix, progress)
+    return mixed_nats(probs, memory, ids, module.config.vocab_size, mix, progress, word_tokens)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -434,7 +437,8 @@ class LanguageModel(ModelHubMixin, library_name="rnnlab", tags=["rnnlab", "recur
             raise RnnlabError(f"{name} has no tokens to score (it needs two or more: the first is context only)")
         memory = self.training_tokens() if mix is not None else None
         report = None if progress is None else lambda done: progress(Path(name), done, len(ids) - 1)
-        nats = text_nats(self.module, ids, dynamic, mix, memory, streams, self.device, report)
+        word_tokens = words.word_mask(self.tokenizer) if mix is not None else None
+        nats = text_nats(self.module, ids, dynamic, mix, memory, streams, self.device, report, word_tokens)
         if not np.isfinite(nats).all():
             cause = "--dynamic-lr may be too large, or " if dynamic is not None else ""
             raise RnnlabError(f"scoring {name} gave non-finite log-probabilities: {cause}the model's weights are bad")

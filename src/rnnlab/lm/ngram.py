@@ -21,6 +21,11 @@ starting from the order-1 distribution above instead of 1 / V. Counts over megab
 change slowly; a file's own names and habits (a variable used ten lines up, one play's characters)
 dominate a window of a few thousand tokens, which is what PAQ's fast-adapting context models capture.
 
+**Word experts** (given the tokenizer's word tokens, rnnlab.lm.words) are the same estimator again, over the
+training split and the text read, with two contexts that are not fixed-length: the word read so far, then
+that word with the whole word before it (whatever spaces or punctuation lie between), each starting from
+the one below it (the first from order 1).
+
 **The first stage** is a linear mixture p = Σₖ wₖ pₖ(x) of the network and several n-gram orders, with
 softmax weights per context class. Two such mixers run side by side, one keyed by the longest order
 whose context was seen before (and how often), one by the previous token; a third mixes their two
@@ -47,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm import match
+from rnnlab.lm import match, words
 from rnnlab.lm.bitmix import BitMixer
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling context hash
@@ -116,12 +121,13 @@ def mixed_nats(
     vocab_size: int,
     config: NgramConfig,
     progress: Callable[[int], None] | None = None,
+    word_tokens: np.ndarray | None = None,
 ) -> np.ndarray:
     """−ln p of tokens[1:] under the mixture of the network and the n-gram experts over `history` + the text read
     so far. `distributions` yields the network's distributions of tokens[1:] in order, as arrays [n, V] of any
-    length (float64 rows summing to 1); `progress` is told how many tokens are done after each. The one code path
-    of `rnnlab eval --mix` and `rnnlab compress --mix`."""
-    mixer = OnlineMixer(history, vocab_size, config)
+    length (float64 rows summing to 1); `progress` is told how many tokens are done after each; `word_tokens`
+    turns on the word experts. The one code path of `rnnlab eval --mix` and `rnnlab compress --mix`."""
+    mixer = OnlineMixer(history, vocab_size, config, word_tokens)
     mixer.feed(int(tokens[0]))
     nats = np.empty(len(tokens) - 1)
     i = 0
@@ -136,6 +142,22 @@ def mixed_nats(
     if i != len(nats):
         raise ValueError(f"{i} network distributions for {len(nats)} tokens")
     return nats
+
+
+def discounted_chain(
+    counts: np.ndarray, totals: np.ndarray, distinct: np.ndarray, d: float, start: float | np.ndarray
+) -> np.ndarray:
+    """Every order's distribution of the discounted estimator at once, from counts [orders, V]: row n is
+    pₙ = aₙ + bₙ pₙ₋₁ with aₙ = max(c − d, 0) / c(ctx) and bₙ = d · u(ctx) / c(ctx) (aₙ = 0, bₙ = 1 where the
+    context is new), and p₋₁ = `start` (a number or a distribution).
+    Unrolled, pₙ = Σₖ (bₖ₊₁ ⋯ bₙ) aₖ + (b₀ ⋯ bₙ) p₋₁: one lower-triangular product instead of a loop over orders."""
+    known = totals > 0
+    scale = 1.0 / np.where(known, totals, 1)
+    a = np.maximum(counts - d, 0) * scale[:, None]
+    b = np.where(known, d * distinct * scale, 1.0)
+    log_through = np.cumsum(np.log(np.maximum(b, 1e-300)))  # ln(b₀ ⋯ bₙ), in logs so no product underflows
+    carry = np.tril(np.exp(np.minimum(log_through[:, None] - log_through[None, :], 0)))  # bₖ₊₁ ⋯ bₙ for k <= n
+    return carry @ a + np.exp(log_through)[:, None] * start
 
 
 def _order_class(longest: int, seen: int) -> int:
@@ -162,16 +184,24 @@ class OnlineMixer:
     tokens. The history's positions are sorted by context, level by level, so a context's counts are a
     `searchsorted` range (those of the longest ranges are kept); the tokens fed since the last merge are listed by
     context, and every `merge_every` tokens they are merged into the sorted arrays. The local experts count the
-    tokens fed only, in a `LocalWindow` keyed by the same hashes. The first stage's weights
+    tokens fed only, in a `LocalWindow` keyed by the same hashes. With `word_tokens` (a bool per token id,
+    rnnlab.lm.words.word_mask) the two word contexts are two more levels of sorted keys. The first stage's weights
     are chosen by the context class and take one gradient step after each block of `config.block` tokens, on that
     block's tokens only; the second stage (`BitMixer`) learns the same way.
     """
 
-    def __init__(self, history: np.ndarray, vocab_size: int, config: NgramConfig, merge_every: int = 8192) -> None:
+    def __init__(
+        self,
+        history: np.ndarray,
+        vocab_size: int,
+        config: NgramConfig,
+        word_tokens: np.ndarray | None = None,
+        merge_every: int = 8192,
+    ) -> None:
         config.validate()
         self.V, self.config, self.merge_every = vocab_size, config, merge_every
         self.levels = max((*config.orders, *config.local_orders)) + 1
-        self.columns = [n in config.orders for n in range(self.levels)]
+        self.columns = np.array([n in config.orders for n in range(self.levels)])
         seq = np.asarray(history, dtype=np.int64)
         symbol = seq.astype(np.uint64) + np.uint64(1)
         context = np.zeros(len(seq), dtype=np.uint64)
@@ -183,15 +213,23 @@ class OnlineMixer:
             order = np.argsort(context, kind="stable")
             self.keys.append(context[order])
             self.next.append(seq[order].astype(np.min_scalar_type(max(vocab_size - 1, 0))))
-        self.kept: list[dict[int, np.ndarray]] = [{} for _ in range(self.levels)]  # counts of long ranges
-        self.recent_keys = np.zeros((self.levels, merge_every), dtype=np.uint64)
+        self.word_state = None  # the word contexts (rnnlab.lm.words) are levels after the orders' when used
+        if word_tokens is not None:
+            contexts, self.word_state = words.history_contexts(seq, word_tokens)
+            for context in contexts:
+                order = np.argsort(context, kind="stable")
+                self.keys.append(context[order])
+                self.next.append(seq[order].astype(self.next[0].dtype))
+        all_levels = len(self.keys)
+        self.kept: list[dict[int, np.ndarray]] = [{} for _ in range(all_levels)]  # counts of long ranges
+        self.recent_keys = np.zeros((all_levels, merge_every), dtype=np.uint64)
         self.recent_next = np.zeros(merge_every, dtype=np.int64)
         self.recent = 0
-        self.recent_by_level: list[dict[int, list[int]]] = [{} for _ in range(self.levels)]  # the same, by context
+        self.recent_by_level: list[dict[int, list[int]]] = [{} for _ in range(all_levels)]  # the same, by context
         self.next_hashes: list[int] | None = None  # the next position's context hashes, once computed
         self.tail = [int(t) + 1 for t in seq[-self.levels :]]  # the symbols of the last tokens, newest last
         self.window = LocalWindow(config.local_orders, config.local_window)
-        K = 1 + len(config.orders) + len(config.local_orders)
+        K = 1 + len(config.orders) + len(config.local_orders) + all_levels - self.levels
         self.logits = [np.zeros(((self.levels) * 3, K)), np.zeros((vocab_size, K)), np.zeros((1, 2))]
         self.block: list[tuple[int, int, np.ndarray]] = []  # (class 1, class 2, experts at the token) per row
         self.match = match.MatchModel(seq, config.match_len) if config.match_len and config.second_stage else None
@@ -207,29 +245,37 @@ class OnlineMixer:
             if n and n <= len(self.tail):
                 h = (h * int(_PRIME) + self.tail[-n]) & _MASK64
             hashes.append(h)
-        return hashes
+        return hashes + (self.word_state.contexts() if self.word_state else [])
 
     def _counts(self, hashes: list[int]) -> np.ndarray:
-        """(levels, V) counts of each token after the next position's context, at every level. Contexts nest, so
-        the first level whose context was never seen ends the search: no longer context was seen either."""
-        counts = np.zeros((self.levels, self.V), dtype=np.int64)
-        for n, h in enumerate(hashes):
-            kept = self.kept[n].get(h)
-            if kept is not None:
-                counts[n] = kept
-            else:
-                keys = self.keys[n]
-                lo, hi = int(np.searchsorted(keys, np.uint64(h))), int(np.searchsorted(keys, np.uint64(h), "right"))
-                if hi > lo:
-                    counts[n] = np.bincount(self.next[n][lo:hi], minlength=self.V)
-                    if hi - lo > 256:
-                        self.kept[n][h] = counts[n].copy()
-            recent = self.recent_by_level[n].get(h)
-            if recent is not None:
-                counts[n] += np.bincount(recent, minlength=self.V)
-            elif not counts[n].any():
+        """(levels, V) counts of each token after the next position's context, at every level (the orders', then
+        the word contexts'). The orders' contexts nest, so the first order whose context was never seen ends their
+        search: no longer context was seen either."""
+        counts = np.zeros((len(hashes), self.V), dtype=np.int64)
+        for n, h in enumerate(hashes[: self.levels]):
+            if not self._count(n, h, counts[n]):
                 break
+        for n in range(self.levels, len(hashes)):
+            self._count(n, hashes[n], counts[n])
         return counts
+
+    def _count(self, n: int, h: int, out: np.ndarray) -> bool:
+        """Write level n's counts after context h into `out`; False if the context was never seen."""
+        kept = self.kept[n].get(h)
+        if kept is not None:
+            out[:] = kept
+        else:
+            keys = self.keys[n]
+            lo, hi = int(np.searchsorted(keys, np.uint64(h))), int(np.searchsorted(keys, np.uint64(h), "right"))
+            if hi > lo:
+                out[:] = np.bincount(self.next[n][lo:hi], minlength=self.V)
+                if hi - lo > 256:
+                    self.kept[n][h] = out.copy()
+        recent = self.recent_by_level[n].get(h)
+        if recent is not None:
+            out += np.bincount(recent, minlength=self.V)
+            return True
+        return bool(out.any())
 
     def predict(self, network: np.ndarray) -> np.ndarray:
         """The mixed distribution over the V tokens of the next position, given the network's (float64, summing
@@ -242,19 +288,14 @@ class OnlineMixer:
             )
         self.next_hashes = self.next_hashes or self._hashes()
         counts = self._counts(self.next_hashes)
-        totals, distinct = counts.sum(axis=1).tolist(), np.count_nonzero(counts, axis=1).tolist()
-        d, p = self.config.discount, np.full(self.V, 1.0 / self.V)
-        experts, longest, seen, base = [network], 0, 0, p
-        for n in range(self.levels):
-            if totals[n]:
-                p = (np.maximum(counts[n] - d, 0) + d * distinct[n] * p) / totals[n]
-                longest, seen = n, totals[n]
-            if self.columns[n]:
-                experts.append(p)
-            if n <= 1:
-                base = p
-        experts += self.window.experts(self.next_hashes, base, d)
-        self.experts = np.stack(experts)
+        d, totals, distinct = self.config.discount, counts.sum(axis=1), np.count_nonzero(counts, axis=1)
+        L = self.levels
+        chain = discounted_chain(counts[:L], totals[:L], distinct[:L], d, 1.0 / self.V)  # [levels, V]
+        longest = int(np.flatnonzero(totals[:L])[-1]) if totals[:L].any() else 0
+        seen, base = int(totals[longest]), chain[min(1, L - 1)]
+        local = self.window.experts(self.next_hashes, base, d)
+        word = discounted_chain(counts[L:], totals[L:], distinct[L:], d, base)
+        self.experts = np.vstack([network[None], chain[self.columns], local, word])
         self.classes = (_order_class(longest, seen), self.tail[-1] - 1)
         first, second = (
             (_weights(self.logits[m][c])[:, None] * self.experts).sum(axis=0) for m, c in enumerate(self.classes)
@@ -290,6 +331,8 @@ class OnlineMixer:
         if self.recent == self.merge_every:
             self._merge()
         self.tail = [*self.tail, token + 1][-self.levels :]
+        if self.word_state is not None:
+            self.word_state.feed(token)
 
     def _learn_block(self) -> None:
         """The first stage's step on the finished block: both mixers, then the one that mixes them."""
@@ -302,7 +345,7 @@ class OnlineMixer:
     def _merge(self) -> None:
         """Move the recent tokens into the sorted arrays (and into the kept counts of their contexts)."""
         tokens = self.recent_next[: self.recent]
-        for n in range(self.levels):
+        for n in range(len(self.keys)):
             new = self.recent_keys[n, : self.recent]
             order = np.argsort(new, kind="stable")  # inserted in order, so that equal insertion points stay sorted
             at = np.searchsorted(self.keys[n], new[order])
@@ -322,26 +365,23 @@ class LocalWindow:
     among the last `size` tokens fed (a token leaves the counts when it leaves the window)."""
 
     def __init__(self, orders: tuple[int, ...], size: int) -> None:
-        self.orders, self.size = set(orders), size
-        self.top = max(orders, default=0)
+        self.size, self.top = size, max(orders, default=0)
+        self.rows = np.array(sorted(orders), dtype=np.int64) - 1  # each order's row in the chain of orders 1..top
         self.counts: list[dict[int, dict[int, int]]] = [{} for _ in range(self.top + 1)]  # [order][context][token]
         self.fed: deque[tuple[list[int], int]] = deque()  # (context hashes, token) in the window, oldest first
 
-    def experts(self, hashes: list[int], base: np.ndarray, discount: float) -> list[np.ndarray]:
-        """The local experts' distributions at the position whose context hashes are `hashes`, in order of their
-        orders: the discounted estimator of the module docstring over the window, from `base` up. An order whose
-        context is not in the window repeats the order below it (no longer context is in it either)."""
-        out, p = [], base
+    def experts(self, hashes: list[int], base: np.ndarray, discount: float) -> np.ndarray:
+        """The local experts' distributions [orders, V] at the position whose context hashes are `hashes`, in order
+        of their orders: the discounted estimator of the module docstring over the window, from `base` up. An order
+        whose context is not in the window repeats the order below it (no longer context is in it either)."""
+        counts = np.zeros((self.top, len(base)))
         for n in range(1, self.top + 1):
             seen = self.counts[n].get(hashes[n])
             if seen is None:
                 break
-            c = np.zeros(len(base))
-            c[list(seen)] = list(seen.values())
-            p = (np.maximum(c - discount, 0) + discount * len(seen) * p) / sum(seen.values())
-            if n in self.orders:
-                out.append(p)
-        return out + [p] * (len(self.orders) - len(out))
+            counts[n - 1, list(seen)] = list(seen.values())
+        chain = discounted_chain(counts, counts.sum(axis=1), np.count_nonzero(counts, axis=1), discount, base)
+        return chain[self.rows]
 
     def add(self, hashes: list[int], token: int) -> None:
         """Take a token (at the position whose context hashes are `hashes`) into the window."""
