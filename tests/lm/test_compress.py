@@ -211,12 +211,13 @@ def test_damaged_dynamic_files_and_old_versions_are_clear_errors() -> None:
     old = struct.pack("<4sBB16sQQIQ", b"RNNZ", 1, 0, bytes(16), 0, 0, 0, 0)  # a version 1 header
     with pytest.raises(RnnlabError, match="unsupported compressed format version 1"):
         decompress(lm, old + struct.pack("<I", zlib.crc32(old)))
-    # Version 2 to 4 files decode unless they were mixed (versions 3 to 5 changed the mixer).
+    # Version 2 to 5 files decode unless they were mixed (versions 3 to 6 changed the mixer).
     static = compress(lm, b"abc def\nhag" * 20)
     version_2 = static[:4] + b"\x02" + static[5 : HEADER_SIZE - 4]
     version_2 += struct.pack("<I", zlib.crc32(version_2)) + static[HEADER_SIZE:]
     assert decompress(lm, version_2) == b"abc def\nhag" * 20
-    for version, settings in ((2, "<ddIB16sBdd16s"), (3, "<ddIB16sBdd16s"), (4, "<ddIB16sBdd16sB16sI")):
+    layouts = {2: "<ddIB16sBdd16s", 3: "<ddIB16sBdd16s", 4: "<ddIB16sBdd16sB16sI", 5: "<ddIB16sBdd16sB16sIB"}
+    for version, settings in layouts.items():
         mixed = struct.pack("<4sBB16sQQIQ", b"RNNZ", version, MIX_FLAG, bytes(16), 1, 1, 0, 8)
         mixed += bytes(struct.calcsize(settings))
         with pytest.raises(RnnlabError, match=f"version {version}'s mixer"):
