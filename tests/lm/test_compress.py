@@ -20,7 +20,7 @@ import torch
 
 import rnnlab
 from rnnlab.config import ModelConfig
-from rnnlab.data.tokenizers import CharTokenizer
+from rnnlab.data.tokenizers import CharTokenizer, WordTokenizer
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.compress import (
     DYNAMIC_HEADER_SIZE,
@@ -239,6 +239,16 @@ def test_characters_outside_the_vocabulary_are_listed() -> None:
         compress(random_model("abc", seed=0, unk=True), b"abcz")
     with pytest.raises(RnnlabError, match="not UTF-8"):
         compress(random_model("abc", seed=0), b"ab\xff")
+
+
+def test_words_outside_a_word_vocabulary_are_a_clear_error() -> None:
+    """A word model maps unseen words to <unk> (one token for several characters): named, never a crash."""
+    tokenizer = WordTokenizer(["the", "cat", " "])
+    module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=8, embed=4, layers=1))
+    lm = LanguageModel(module.eval(), tokenizer)
+    assert decompress(lm, compress(lm, b"the cat the")) == b"the cat the"
+    with pytest.raises(RnnlabError, match=r"word vocabulary .* character 8: 'dog the'"):
+        compress(lm, b"the cat dog the")
 
 
 def test_cli_round_trip_and_error(byte_run: Path, tmp_path: Path, cli) -> None:

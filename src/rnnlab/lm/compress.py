@@ -357,11 +357,18 @@ def tokenize(lm: LanguageModel, data: bytes) -> np.ndarray:
         ) from None
     ids = tokenizer.encode(text)  # characters outside the vocabulary: an error listing them
     decoded = tokenizer.decode(ids)
-    if decoded != text:  # a vocabulary with <unk> maps unseen characters to it, which would lose them
+    if decoded == text:
+        return ids
+    # A vocabulary with <unk> maps unseen pieces to it, which would lose them.
+    if len(decoded) == len(text):  # characters, one for one
         missing = sorted({a for a, b in zip(text, decoded, strict=True) if a != b})
         shown = " ".join(repr(c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
         raise RnnlabError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}")
-    return ids
+    at = next((i for i, (a, b) in enumerate(zip(text, decoded, strict=False)) if a != b), min(len(text), len(decoded)))
+    raise RnnlabError(
+        f"the text has pieces not in the model's {tokenizer.kind} vocabulary (they would decode as <unk>), the "
+        f"first at character {at}: {text[at : at + 30]!r}; compress with a byte or character model"
+    )
 
 
 def _untokenize(lm: LanguageModel, ids: list[int]) -> bytes:
