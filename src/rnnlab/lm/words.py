@@ -15,7 +15,7 @@ the same state token by token, so both sides of the coder agree with the sorted 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,22 +38,22 @@ def word_mask(tokenizer: _Decodes) -> np.ndarray:
     return np.array([bool(p) and all(c.isalnum() or c == "_" for c in p) for p in pieces])
 
 
-def _scramble(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijection of uint64 that mixes every bit into every other, so that combining two
-    rolling hashes cannot collide by their shared arithmetic (a word and its one-token extension)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+def _scramble(x: Any) -> Any:
+    """splitmix64's finaliser, on a Python int or a uint64 array alike: a bijection of 64-bit values that mixes
+    every bit into every other, so that combining two rolling hashes cannot collide by their shared arithmetic (a
+    word and its one-token extension)."""
+    x = x ^ (x >> 30)
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK64
+    x = x ^ (x >> 27)
+    x = (x * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
-def _contexts(cur: np.ndarray, prev: np.ndarray) -> list[np.ndarray]:
-    """The two context hashes of positions whose word state is (cur, prev), as uint64: the word so far, and the
-    word so far with the word before it."""
-    with np.errstate(over="ignore"):
-        alone = _scramble(cur + np.uint64(_SALTS[0]))
-        return [alone, _scramble(_scramble(cur + np.uint64(_SALTS[1])) + prev)]
+def _contexts(cur: Any, prev: Any) -> list[Any]:
+    """The two context hashes of positions whose word state is (cur, prev) (Python ints or uint64 arrays): the
+    word so far, and the word so far with the word before it."""
+    alone = _scramble((cur + _SALTS[0]) & _MASK64)
+    return [alone, _scramble((_scramble((cur + _SALTS[1]) & _MASK64) + prev) & _MASK64)]
 
 
 def history_contexts(seq: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], WordState]:
@@ -93,7 +93,7 @@ class WordState:
         self.mask, self.cur, self.prev, self.in_word = mask, cur, prev, in_word
 
     def contexts(self) -> list[int]:
-        return [int(h) for h in _contexts(np.uint64(self.cur), np.uint64(self.prev))]
+        return _contexts(self.cur, self.prev)
 
     def feed(self, token: int) -> None:
         if self.mask[token]:
