@@ -156,7 +156,7 @@ class BitMixer:
         m_node = self.map_node[nodes, at] * (1 - frac) + self.map_node[nodes, at + 1] * frac
         m_prev = self.map_prev[rows, at] * (1 - frac) + self.map_prev[rows, at + 1] * frac
         q = np.stack([p_mix, m_node, m_prev], axis=1)
-        p = np.clip((_softmax(self.blend) * q).sum(axis=1), _FLOOR, 1 - _FLOOR)
+        p = np.clip((softmax(self.blend) * q).sum(axis=1), _FLOOR, 1 - _FLOOR)
         self.last = (x, np.stack(z, axis=1), p_mix, at, frac, rows, expected_bit[:N], np.full(N, length_class), q)
         return self.tree.leaves(p)
 
@@ -184,7 +184,7 @@ class BitMixer:
                 self.hit, self.seen_hit, length_class[on_path], came_true, np.ones(len(came_true)), self.map_rate
             )
         self.w_final += self.lr * _FINAL_LR * ((bits - p_mix)[:, None] * z).sum(axis=0)
-        w = _softmax(self.blend[path])
+        w = softmax(self.blend[path])
         r = np.where(bits[:, None] == 1, q, 1 - q)  # each part's probability of the bit that came
         np.add.at(self.blend, path, -_BLEND_LR * (w - w * r / (w * r).sum(axis=1, keepdims=True)))
         for table, seen, row in ((self.map_node, self.seen_node, path), (self.map_prev, self.seen_prev, rows)):
@@ -193,8 +193,8 @@ class BitMixer:
             _move_toward(table.reshape(-1), seen.reshape(-1), cells, targets, weights, self.map_rate)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (mixing weights from logits; the first stage uses it too)."""
     w = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return w / w.sum(axis=-1, keepdims=True)
 

@@ -53,7 +53,7 @@ import numpy as np
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import match, words
-from rnnlab.lm.bitmix import BitMixer
+from rnnlab.lm.bitmix import BitMixer, softmax
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for the rolling context hash
 
@@ -97,17 +97,10 @@ class NgramConfig:
             raise RnnlabError(f"the local experts' window must be from 1 to 2^32 - 1 tokens, got {self.local_window}")
 
 
-def _weights(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis: the mixing weights of each row of mixer logits."""
-    w = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    w /= w.sum(axis=-1, keepdims=True)
-    return w
-
-
 def _learn(logits: np.ndarray, classes: np.ndarray, experts: np.ndarray, lr: float) -> np.ndarray:
     """One block of a mixer: the mixed probability p of each row's token under the weights of its class, then one
     gradient step on the block's summed −ln p, in place. Returns p."""
-    w = _weights(logits[classes])
+    w = softmax(logits[classes])
     p = (w * experts).sum(axis=1)
     grad = w - w * experts / p[:, None]
     np.add.at(logits, classes, -lr * grad)
@@ -298,9 +291,9 @@ class OnlineMixer:
         self.experts = np.vstack([network[None], chain[self.columns], local, word])
         self.classes = (_order_class(longest, seen), self.tail[-1] - 1)
         first, second = (
-            (_weights(self.logits[m][c])[:, None] * self.experts).sum(axis=0) for m, c in enumerate(self.classes)
+            (softmax(self.logits[m][c])[:, None] * self.experts).sum(axis=0) for m, c in enumerate(self.classes)
         )
-        w = _weights(self.logits[2][0])
+        w = softmax(self.logits[2][0])
         mixed = w[0] * first + w[1] * second
         if self.bits is None:
             return mixed

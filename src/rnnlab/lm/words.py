@@ -23,7 +23,6 @@ _PRIME = 0x9E3779B97F4A7C15  # odd 64-bit multiplier, so it has an inverse modul
 _INVERSE = pow(_PRIME, -1, 1 << 64)
 _MASK64 = (1 << 64) - 1
 _SALTS = (0x243F6A8885A308D3, 0x13198A2E03707344)  # keep the two contexts apart from each other
-LEVELS = len(_SALTS)
 
 
 class _Decodes(Protocol):
@@ -67,21 +66,20 @@ def history_contexts(seq: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray
         return [np.zeros(0, dtype=np.uint64) for _ in _SALTS], WordState(mask)
     word = mask[seq]
     index = np.arange(n)
-    with np.errstate(over="ignore"):
-        power, inverse = np.ones(n, dtype=np.uint64), np.ones(n, dtype=np.uint64)
-        power[1:] = np.cumprod(np.full(n - 1, _PRIME, dtype=np.uint64)) if n > 1 else power[1:]
-        inverse[1:] = np.cumprod(np.full(n - 1, _INVERSE, dtype=np.uint64)) if n > 1 else inverse[1:]
-        symbols = (seq.astype(np.uint64) + np.uint64(1)) * word
-        total = np.cumsum(symbols * inverse, dtype=np.uint64)
-        starts = word & ~np.concatenate([[False], word[:-1]])
-        start = np.maximum.accumulate(np.where(starts, index, 0))
-        before = np.where(start > 0, total[np.maximum(start - 1, 0)], np.uint64(0))
-        run = np.where(word, power * (total - before), np.uint64(0))  # hash of the run ending at j
-    cur = np.concatenate([[np.uint64(0)], run]).astype(np.uint64)  # state before position i, i = 0..n
+    # Integer arrays wrap modulo 2^64 silently, which is the arithmetic wanted here.
+    power, inverse = np.full(n, _PRIME, dtype=np.uint64), np.full(n, _INVERSE, dtype=np.uint64)
+    power[0] = inverse[0] = 1
+    power, inverse = np.cumprod(power), np.cumprod(inverse)  # Pʲ and P⁻ʲ
+    symbols = (seq.astype(np.uint64) + np.uint64(1)) * word
+    total = np.cumsum(symbols * inverse, dtype=np.uint64)
+    starts = word & ~np.concatenate([[False], word[:-1]])
+    start = np.maximum.accumulate(np.where(starts, index, 0))
+    before = np.where(start > 0, total[np.maximum(start - 1, 0)], np.uint64(0))
+    run = np.where(word, power * (total - before), np.uint64(0))  # hash of the run ending at j
+    cur = np.concatenate([np.zeros(1, np.uint64), run])  # state before position i, i = 0..n
     ends = np.flatnonzero(word[:-1] & ~word[1:])  # complete runs: a non-word token came after them
-    last = np.searchsorted(ends, np.arange(n + 1) - 2, "right") - 1  # the latest complete run ending at <= i - 2
-    prev = np.where(last >= 0, run[ends[np.maximum(last, 0)]] if len(ends) else np.uint64(0), np.uint64(0))
-    prev = prev.astype(np.uint64)
+    last = np.searchsorted(ends, np.arange(n + 1) - 2, "right")  # complete runs ending at <= i - 2 (0: none)
+    prev = np.concatenate([np.zeros(1, np.uint64), run[ends]])[last]
     state = WordState(mask, int(cur[n]), int(prev[n]), bool(word[-1]))
     return _contexts(cur[:n], prev[:n]), state
 
