@@ -4,6 +4,7 @@ number of parameters, scored on the held-out file with every scored token seeing
 
     .venv/bin/pip install x-transformers
     .venv/bin/python benchmarks/transformer_peer.py RUN_DIR VALID_FILE --time 20m [--threads 1] [--json OUT]
+    .venv/bin/python benchmarks/transformer_peer.py RUN_DIR --tail --time 20m
 
 RUN_DIR is a finished `rnnlab train` run: its tokenizer encodes the text and its token store's training split
 is the training data (the same tokens the network saw; its held-out tail picks nothing here). The model's width
@@ -13,7 +14,9 @@ a cosine decay over the time budget, random windows of the training tokens, in t
 model has a faster arithmetic than the other. Scoring: windows of the context
 length L with stride L/2, each scoring only its second half (the first window scores all of it), so every
 scored token after the first L sees between L/2 and L tokens before it; the first token is context only, as in
-`rnnlab eval`. Prints bits per character of VALID_FILE; `quality.py` calls it for its Transformer column.
+`rnnlab eval`. Prints bits per character of VALID_FILE; `quality.py` calls it for its Transformer column. With
+`--tail` it scores the run's own held-out tail instead (the token store's validation split, which neither model
+trains on): the peer's figure on the text a recipe may be chosen by, where the validation file may not be used.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished rnnlab run: its tokenizer and training tokens")
-    parser.add_argument("valid", type=Path, help="the held-out file to score")
+    parser.add_argument("valid", type=Path, nargs="?", help="the held-out file to score")
+    parser.add_argument("--tail", action="store_true", help="score the run's held-out tail instead of VALID")
     parser.add_argument("--time", default="20m", help="wall-clock training budget")
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--context", type=int, default=256)
@@ -124,6 +128,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="auto (as rnnlab's training picks), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="write the result here as JSON")
     args = parser.parse_args()
+    if (args.valid is None) == (not args.tail):
+        parser.error("give either VALID or --tail")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -137,8 +143,12 @@ def main() -> None:
     precision = Precision(args.precision, torch.device("cpu"))
     print(f"precision: {precision.name}")
     steps = train(model, tokens, args, parse_duration(args.time), precision)
-    text = args.valid.read_bytes() if lm.tokenizer.kind == "byte" else args.valid.read_text()
-    ids = lm.tokenizer.encode_bytes(text) if isinstance(text, bytes) else lm.tokenizer.encode(text)
+    if args.tail:
+        ids = np.asarray(TokenStore.open(args.run).val.tokens)
+        text = lm.tokenizer.decode(ids.tolist())
+    else:
+        text = args.valid.read_bytes() if lm.tokenizer.kind == "byte" else args.valid.read_text()
+        ids = lm.tokenizer.encode_bytes(text) if isinstance(text, bytes) else lm.tokenizer.encode(text)
     nats, scored = score(model, np.asarray(ids), args.context)
     chars = len(text.decode("utf-8", errors="replace")) if isinstance(text, bytes) else len(text)
     bpc = nats / LN2 / (chars - 1)  # the first token (one character or byte) is context only, as in rnnlab eval
