@@ -121,7 +121,7 @@ class MLSTMCell(Cell):
     def project(self, x: Tensor) -> Tensor:
         """Everything before the convolution, which needs no state: [u, a, z] (..., H + 2E)."""
         u = self.in_input(x) if self.in_input is not None else x
-        return torch.cat([u, self.up(self.norm(u))], -1)
+        return torch.cat([u, self.up(self.norm(u.to(self.norm.weight.dtype)))], -1)  # see SSMCell.project
 
     def _convolve(self, window: Tensor) -> Tensor:
         """SiLU of the causal depthwise convolution: window (N, k−1+T, E), the carried inputs first -> (N, T, E).

@@ -294,7 +294,8 @@ class SSMCell(Cell):
     def project(self, x: Tensor) -> Tensor:
         """Everything before the conv, which needs no state: [u, x', z] (..., H + 2E)."""
         u = self.in_input(x) if self.in_input is not None else x
-        return torch.cat([u, self.in_proj(self.norm(u))], -1)
+        # Under autocast u is bf16: normalised in its weight's dtype, RMSNorm runs its fused kernel (and does not warn).
+        return torch.cat([u, self.in_proj(self.norm(u.to(self.norm.weight.dtype)))], -1)
 
     def _split(self, xw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         H, E = self.hidden_size, self.inner
