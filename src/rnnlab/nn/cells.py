@@ -87,6 +87,12 @@ def at_least_float32(*tensors: Tensor | None) -> list[Tensor | None]:
     return [None if t is None else t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
 
 
+def pre_norm(norm: nn.RMSNorm, u: Tensor) -> Tensor:
+    """`norm(u)` in the norm's own dtype: under autocast the blocks' inputs arrive in bf16, and an RMSNorm whose
+    input and weight differ in dtype leaves its fused kernel (and warns)."""
+    return norm(u.to(norm.weight.dtype))
+
+
 class Cell(nn.Module):
     """A recurrent cell: `project` the inputs once, then `step` through time."""
 

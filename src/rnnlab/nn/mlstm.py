@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.nn.cells import Cell, CellState
+from rnnlab.nn.cells import Cell, CellState, pre_norm
 from rnnlab.nn.registry import register
 
 HEADS = 4  # heads by default, or the most of them that divide the inner width
@@ -121,7 +121,7 @@ class MLSTMCell(Cell):
     def project(self, x: Tensor) -> Tensor:
         """Everything before the convolution, which needs no state: [u, a, z] (..., H + 2E)."""
         u = self.in_input(x) if self.in_input is not None else x
-        return torch.cat([u, self.up(self.norm(u.to(self.norm.weight.dtype)))], -1)  # see SSMCell.project
+        return torch.cat([u, self.up(pre_norm(self.norm, u))], -1)
 
     def _convolve(self, window: Tensor) -> Tensor:
         """SiLU of the causal depthwise convolution: window (N, k−1+T, E), the carried inputs first -> (N, T, E).
@@ -155,6 +155,7 @@ class MLSTMCell(Cell):
         return torch.cat(outputs, 2).transpose(1, 2).flatten(2), memory
 
     def _output(self, u: Tensor, c: Tensor, z: Tensor, h: Tensor) -> Tensor:
+        # RMS norm per head, written out: on the CPU it trains faster than F.rms_norm (benchmarked by hand)
         heads = h.unflatten(-1, (self.heads, -1))
         normed = (heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + 1e-6)).flatten(-2) * self.head_norm
         return u + self.down((normed + self.skip * c) * F.silu(z))

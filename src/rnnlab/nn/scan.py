@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.nn.cells import Cell, CellState, at_least_float32, gate_params
+from rnnlab.nn.cells import Cell, CellState, at_least_float32, gate_params, pre_norm
 from rnnlab.nn.registry import register
 
 
@@ -294,8 +294,7 @@ class SSMCell(Cell):
     def project(self, x: Tensor) -> Tensor:
         """Everything before the conv, which needs no state: [u, x', z] (..., H + 2E)."""
         u = self.in_input(x) if self.in_input is not None else x
-        # Under autocast u is bf16: normalised in its weight's dtype, RMSNorm runs its fused kernel (and does not warn).
-        return torch.cat([u, self.in_proj(self.norm(u.to(self.norm.weight.dtype)))], -1)
+        return torch.cat([u, self.in_proj(pre_norm(self.norm, u))], -1)
 
     def _split(self, xw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         H, E = self.hidden_size, self.inner
