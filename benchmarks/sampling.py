@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/sampling.py [--tokens 2000] [--rounds 5] [--vocab 84]
 
 Models: the `--preset small` GRU (2x300, embed 64), the LSTM 2x256 it replaced, a 2x512 LSTM and a 2x512 GRU
-(NumPy stepper), and a gru-cho 2x256 (no NumPy equations: the module's one-step forward, `ModuleStepper`).
+(NumPy stepper), a gru-cho 2x256 (no NumPy equations: the module's one-step forward, `ModuleStepper`) and the
+mLSTM 3x128 of the kernel C recipe (its block's own NumPy step, `CellStepper`).
 Weights are PyTorch's random initialisation (their values do not change the work of a step); the vocabulary is
 V characters.
 
@@ -50,6 +51,7 @@ MODELS: dict[str, dict] = {
     "lstm 2x512": {"preset": "small", "hidden": 512, "cell": "lstm"},
     "gru 2x512": {"preset": "small", "hidden": 512, "cell": "gru"},
     "gru-cho 2x256": {"preset": "small", "hidden": 256, "cell": "gru-cho"},
+    "mlstm 3x128": {"preset": "small", "layers": 3, "hidden": 128, "cell": "mlstm"},
 }
 
 # setting -> stream options; the extra settings run on the first model only
@@ -157,7 +159,7 @@ def main() -> None:
         "ratios. gru-cho has no NumPy equations: both paths run the module's one-step forward, and only the "
         "token choice differs.\n\n" + "\n".join(rows)
     )
-    sampler = ["src/rnnlab/generate.py", "src/rnnlab/models", "src/rnnlab/nn", "src/rnnlab/data/tokenizers.py"]
+    sampler = ["src/rnnlab/lm", "src/rnnlab/nn", "src/rnnlab/data/tokenizers.py"]
     status = ["git", "status", "--porcelain", "--", *sampler, "benchmarks/sampling.py"]
     dirty = subprocess.run(status, capture_output=True, text=True, cwd=ROOT).stdout.splitlines()
     changed = sorted(line[3:] for line in dirty if line.strip())

@@ -14,7 +14,7 @@ from rnnlab.data.tokenizers import CharTokenizer
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.generate import StopMatcher, decode_escapes, next_token, sampling_rng
 from rnnlab.lm.model import RNNLM, LanguageModel
-from rnnlab.lm.stepper import FusedStepper, ModuleStepper, make_stepper
+from rnnlab.lm.stepper import CellStepper, FusedStepper, ModuleStepper, make_stepper
 
 
 def test_top_k_one_and_greedy_pick_the_argmax():
@@ -119,6 +119,7 @@ MODELS = {
     "gru --embed 0": {"cell": "gru", "embed": 0},
     "gru-cho": {"cell": "gru-cho"},  # the module's one-step forward
     "lstm --layer-norm": {"cell": "lstm", "layer_norm": True},  # the module's one-step forward
+    "mlstm": {"cell": "mlstm"},  # the block's own NumPy step
 }
 FAST = {"lstm", "gru", "rnn-tanh", "lstm --learn-init", "lstm --variational --dropout 0.3", "irnn",
         "gru --embed 0"}  # fmt: skip
@@ -127,7 +128,8 @@ FAST = {"lstm", "gru", "rnn-tanh", "lstm --learn-init", "lstm --variational --dr
 @pytest.mark.parametrize("name", list(MODELS))
 def test_greedy_text_equals_the_modules_greedy_text(name: str):
     lm = random_lm(**MODELS[name])
-    assert isinstance(make_stepper(lm.module), FusedStepper if name in FAST else ModuleStepper)
+    expected_stepper = FusedStepper if name in FAST else CellStepper if name == "mlstm" else ModuleStepper
+    assert isinstance(make_stepper(lm.module), expected_stepper)
     expected = module_sample(lm, "The cat", 120, greedy=True)
     assert len(set(expected)) > 3  # not one character repeated: a real test of the state carried along
     assert lm.generate("The cat", 120, greedy=True) == expected

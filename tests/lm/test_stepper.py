@@ -8,7 +8,7 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.lm.model import RNNLM
-from rnnlab.lm.stepper import FusedStepper, ModuleStepper, make_stepper
+from rnnlab.lm.stepper import CellStepper, FusedStepper, ModuleStepper, make_stepper
 from rnnlab.nn import registry
 
 V = 23
@@ -28,7 +28,7 @@ def states(state: object) -> list[torch.Tensor]:
     return list(state) if isinstance(state, tuple) else [state]
 
 
-def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | ModuleStepper:
+def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | CellStepper | ModuleStepper:
     """Step 40 tokens through `make_stepper`'s stepper: the logits and final state of one sequence forward, to
     float32 rounding (the stepper sums in another order). Returns the stepper."""
     tokens = torch.randint(V, (1, 40), generator=torch.Generator().manual_seed(1))
@@ -57,13 +57,20 @@ def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | ModuleStep
         {"cell": "lstm", "layers": 2, "layer_norm": True},  # a per-layer extra: the module path
         {"cell": "lstm", "layers": 2, "residual": True, "embed": 24},  # a per-layer extra: the module path
         {"cell": "lstm", "layers": 1, "peephole": True},  # other equations: the module path
+        {"cell": "mlstm", "layers": 2},  # a NumPy step of its own: the cells' path
+        {"cell": "mlstm", "layers": 3, "embed": 0},  # one-hot input
+        {"cell": "mlstm", "layers": 1, "tie_weights": True},  # projection H -> D, tied head
+        {"cell": "mlstm", "layers": 2, "layer_norm": True},  # a per-layer extra: the module path
     ],
 )
 def test_steps_equal_the_sequence_forward(options: dict) -> None:
-    stepper = steps_equal_the_sequence_forward(model(**options))
+    module = model(**options)
+    stepper = steps_equal_the_sequence_forward(module)
     plain = not any(options.get(k) for k in ("layer_norm", "residual", "peephole"))
     has_equations = registry.get(options["cell"]).equations is not None
+    has_numpy_step = module.rnn.layers[0].numpy_step() is not None
     assert isinstance(stepper, FusedStepper) == (plain and has_equations)
+    assert isinstance(stepper, CellStepper) == (plain and has_numpy_step)
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.equations is not None])
@@ -74,7 +81,12 @@ def test_every_cell_with_equations_is_stepped_in_numpy(name: str) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"cell": "lstm", "layers": 2, "learn_init": True}, {"cell": "gru", "layers": 2}, {"cell": "gru-cho", "layers": 2}],
+    [
+        {"cell": "lstm", "layers": 2, "learn_init": True},
+        {"cell": "gru", "layers": 2},
+        {"cell": "gru-cho", "layers": 2},
+        {"cell": "mlstm", "layers": 2},
+    ],
 )
 def test_set_state_continues_from_the_modules_state(options: dict) -> None:
     """A prefix through the sequence forward, its state handed over, the rest stepped: the whole sequence's
@@ -105,15 +117,19 @@ def test_a_vocabulary_past_the_table_limit_steps_without_the_table(monkeypatch: 
     np.testing.assert_allclose(steps, logits[0].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_only_float32_cpu_models_take_the_numpy_path() -> None:
-    module = model(cell="lstm", layers=2)
-    assert FusedStepper.supports(module)
-    assert not FusedStepper.supports(module.double())
+@pytest.mark.parametrize(("cell", "stepper_class"), [("lstm", FusedStepper), ("mlstm", CellStepper)])
+def test_only_float32_cpu_models_take_the_numpy_path(cell: str, stepper_class: type) -> None:
+    module = model(cell=cell, layers=2)
+    assert stepper_class.supports(module)
+    assert not stepper_class.supports(module.double())
+    assert isinstance(make_stepper(module.double()), ModuleStepper)
 
 
-@pytest.mark.parametrize("stepper_class", [FusedStepper, ModuleStepper])
-def test_in_place_weight_updates_are_seen_after_refresh(stepper_class: type) -> None:
-    module = model(cell="lstm", layers=2)
+@pytest.mark.parametrize(
+    ("cell", "stepper_class"), [("lstm", FusedStepper), ("lstm", ModuleStepper), ("mlstm", CellStepper)]
+)
+def test_in_place_weight_updates_are_seen_after_refresh(cell: str, stepper_class: type) -> None:
+    module = model(cell=cell, layers=2)
     stepper = stepper_class(module)
     with torch.no_grad():
         for p in module.parameters():

@@ -17,6 +17,9 @@ PyTorch's; benchmarks/results/sampling.md has the figures):
 For a large vocabulary the layer-0 table would be large (V rows of G·H): past `TABLE_LIMIT` entries, layer 0's
 input share is one product per step instead.
 
+A cell whose step is more than that (the mLSTM block: norm, projections, convolution, matrix memory) writes its
+own NumPy step instead (`Cell.numpy_step`), and `CellStepper` runs a stack of those.
+
 Results equal `RNNLM.forward` to float32 rounding, not bitwise (other kernels, other summation order).
 Every other model, and any model not in float32 on the CPU, goes through `ModuleStepper`, the plain
 one-step forward. Both start from the model's initial state, or from any state in `RNNLM.forward`'s format
@@ -154,11 +157,71 @@ class FusedStepper:
         return state_from_tensors([torch.from_numpy(np.stack(part)[:, None]) for part in zip(*layers, strict=True)])
 
 
+class CellStepper:
+    """The fast path for stacks of cells that write their own NumPy step (`Cell.numpy_step`, today the mLSTM
+    block): embedding row, each layer's step, head, in float32 on views of the weights; CPU, eval mode, no
+    per-layer extra. `supports(module)` says whether a model is one."""
+
+    def __init__(self, module: RNNLM) -> None:
+        self.module, self.layers = module, [cell.numpy_step() for cell in module.rnn.layers]
+        embed, proj = module.embed, module.proj
+        self.embedding = _array(embed.weight) if embed is not None else None
+        self.proj = (_array(proj.weight), _array(proj.bias)) if proj is not None else None
+        self.head_w, self.head_b = _array(module.head.weight), _array(module.head.bias)
+        self.set_state(None)
+
+    @staticmethod
+    def supports(module: RNNLM) -> bool:
+        """True for a float32 CPU model whose layers all have a NumPy step and nothing between them but dropout."""
+        weight, rnn = module.head.weight, module.rnn
+        numpy = weight.device.type == "cpu" and weight.dtype == torch.float32 and rnn.plain
+        return numpy and all(cell.numpy_step() is not None for cell in rnn.layers)
+
+    def refresh(self) -> None:
+        """Nothing is derived from the weights: the steps read views of them."""
+
+    def set_state(self, state: State | None) -> None:
+        """Continue from `state`, in `RNNLM.forward`'s format (None: the initial state). The values are copied."""
+        if state is None:
+            state = self.module.rnn.initial_state(1)
+        if state is None:
+            cpu = torch.device("cpu")
+            layers = [_parts(cell.initial_state(1, cpu, torch.float32)) for cell in self.module.rnn.layers]
+        else:
+            layers = list(zip(*(part.unbind(0) for part in state_tensors(state)), strict=True))
+        self.state = [tuple(p[0].detach().numpy().copy() for p in layer) for layer in layers]
+
+    def step(self, token: int) -> np.ndarray:
+        """Feed `token`; the float32 logits (V,) of the next token."""
+        if self.embedding is not None:
+            x = self.embedding[token]
+        else:
+            x = np.zeros(self.head_w.shape[0], dtype=np.float32)
+            x[token] = 1
+        for i, step in enumerate(self.layers):
+            x, self.state[i] = step(x, self.state[i])
+        if self.proj is not None:
+            x = self.proj[0] @ x + self.proj[1]
+        return self.head_w @ x + self.head_b
+
+    def module_state(self) -> State:
+        """The carried state in `RNNLM.forward`'s format: each part stacked over layers, (L, 1, ...)."""
+        parts = zip(*self.state, strict=True)
+        return state_from_tensors([torch.from_numpy(np.stack(part)[:, None]) for part in parts])
+
+
+def _parts(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return state if isinstance(state, tuple) else (state,)
+
+
 def _array(p: Tensor) -> np.ndarray:
     """A NumPy view of a parameter: in-place updates of the parameter show through."""
     return p.detach().numpy()
 
 
-def make_stepper(module: RNNLM) -> FusedStepper | ModuleStepper:
-    """The fast stepper for the models it supports (`FusedStepper.supports`), else the general one."""
-    return FusedStepper(module) if FusedStepper.supports(module) else ModuleStepper(module)
+def make_stepper(module: RNNLM) -> FusedStepper | CellStepper | ModuleStepper:
+    """A fast stepper for the models it supports (`FusedStepper.supports`, `CellStepper.supports`), else the
+    general one."""
+    if FusedStepper.supports(module):
+        return FusedStepper(module)
+    return CellStepper(module) if CellStepper.supports(module) else ModuleStepper(module)

@@ -133,6 +133,12 @@ class Cell(nn.Module):
         """
         return None
 
+    def numpy_step(self) -> Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple]] | None:
+        """For cells without `equations` whose step is more than a gate product (the mLSTM block): one step on
+        NumPy float32 arrays, x (D,) and the state's parts without the batch axis -> (h (H,), new parts), reading
+        views of the parameters, so that in-place updates show through. None for every other cell."""
+        return None
+
     def stepper(self) -> Callable[[Tensor, CellState], tuple[Tensor, CellState]]:
         """The function `forward` calls at each time step: `step`, given the sliced weights if any."""
         weights = self.recurrent_weights()

@@ -22,7 +22,9 @@ a residual connection.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,6 +33,7 @@ from rnnlab.nn.cells import Cell, CellState, pre_norm
 from rnnlab.nn.registry import register
 
 HEADS = 4  # heads by default, or the most of them that divide the inner width
+HEAD_EPS = 1e-6  # the head norm's epsilon
 CHUNK = 64  # steps per parallel chunk: the (T, T) products stay small and the cost linear in the sequence length
 
 
@@ -157,12 +160,54 @@ class MLSTMCell(Cell):
     def _output(self, u: Tensor, c: Tensor, z: Tensor, h: Tensor) -> Tensor:
         # RMS norm per head, written out: on the CPU it trains faster than F.rms_norm (benchmarked by hand)
         heads = h.unflatten(-1, (self.heads, -1))
-        normed = (heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + 1e-6)).flatten(-2) * self.head_norm
+        normed = (heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + HEAD_EPS)).flatten(-2) * self.head_norm
         return u + self.down((normed + self.skip * c) * F.silu(z))
 
     def _split(self, xw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         H, E = self.hidden_size, self.inner
         return xw[..., :H], xw[..., H : H + E], xw[..., H + E :]
+
+    def numpy_step(self) -> Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple]]:
+        """The block for one token in NumPy float32 (the one-token stepper's fast path, lm/stepper.py): `sequence`'s
+        arithmetic at T = 1, where the chunk's (T, T) product is the recurrence itself, on views of the weights."""
+        view = lambda p: p.detach().numpy()  # noqa: E731 - in-place updates of the parameter show through
+        E, heads = self.inner, self.heads
+        w_in, b_in = (
+            (view(self.in_input.weight), view(self.in_input.bias)) if self.in_input is not None else (None, None)
+        )
+        norm, eps = view(self.norm.weight), self.norm.eps or np.finfo(np.float32).eps
+        w_up, b_up, w_qk, w_v = view(self.up.weight), view(self.up.bias), view(self.qk.weight), view(self.v.weight)
+        w_gates, b_gates, w_down, b_down = (
+            view(p) for p in (self.gates.weight, self.gates.bias, *self.down.parameters())
+        )
+        conv_w, conv_b, head_norm, skip = (
+            view(p) for p in (self.conv_weight, self.conv_bias, self.head_norm, self.skip)
+        )
+        scale = np.float32(1 / math.sqrt(E // heads))
+
+        def step(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
+            conv, C, n, m = state
+            u = w_in @ x + b_in if w_in is not None else x
+            az = w_up @ (u / np.sqrt(np.mean(u * u) + eps) * norm) + b_up
+            a, z = az[:E], az[E:]
+            window = np.concatenate([conv, a[None]])  # (k, E): the last k inputs
+            c = np.einsum("ke,ke->e", conv_w, window) + conv_b
+            c *= 1 / (1 + np.exp(-c))  # SiLU
+            q, k = (w_qk @ c).reshape(2, heads, -1)
+            k *= scale
+            v = (w_v @ a).reshape(heads, -1)
+            i_pre, f_pre = (w_gates @ c + b_gates).reshape(2, heads)
+            carried = m - np.logaddexp(0, -f_pre)  # log f_t + m_{t-1}
+            m = np.maximum(carried, i_pre)
+            keep, write = np.exp(carried - m), np.exp(i_pre - m)
+            C = keep[:, None, None] * C + write[:, None, None] * k[:, :, None] * v[:, None, :]
+            n = keep[:, None] * n + write[:, None] * k
+            h = np.einsum("hd,hde->he", q, C) / np.maximum(np.abs((n * q).sum(-1)), np.exp(-m))[:, None]
+            h = (h / np.sqrt(np.mean(h * h, -1, keepdims=True) + HEAD_EPS)).reshape(E) * head_norm
+            y = (h + skip * c) * (z / (1 + np.exp(-z)))
+            return u + w_down @ y + b_down, (window[1:], C, n, m)
+
+        return step
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         conv, *memory = state
