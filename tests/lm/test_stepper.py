@@ -37,8 +37,10 @@ def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | CellSteppe
         stepper = make_stepper(module)
         steps = np.stack([stepper.step(int(t)) for t in tokens[0]])
     np.testing.assert_allclose(steps, logits[0].numpy(), rtol=1e-4, atol=1e-4)
-    for a, b in zip(states(stepper.module_state()), states(final), strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    for a, b in zip(
+        states(stepper.module_state()), states(final), strict=True
+    ):  # float32 rounding, at the scale of each part
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
     return stepper
 
 

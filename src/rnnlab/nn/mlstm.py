@@ -188,10 +188,10 @@ class MLSTMCell(Cell):
         def step(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
             conv, C, n, m = state
             u = w_in @ x + b_in if w_in is not None else x
-            az = w_up @ (u / np.sqrt(np.mean(u * u) + eps) * norm) + b_up
+            az = w_up @ (u / np.sqrt(np.dot(u, u) / len(u) + eps) * norm) + b_up
             a, z = az[:E], az[E:]
             window = np.concatenate([conv, a[None]])  # (k, E): the last k inputs
-            c = np.einsum("ke,ke->e", conv_w, window) + conv_b
+            c = (conv_w * window).sum(0) + conv_b
             c *= 1 / (1 + np.exp(-c))  # SiLU
             q, k = (w_qk @ c).reshape(2, heads, -1)
             k *= scale
@@ -202,7 +202,7 @@ class MLSTMCell(Cell):
             keep, write = np.exp(carried - m), np.exp(i_pre - m)
             C = keep[:, None, None] * C + write[:, None, None] * k[:, :, None] * v[:, None, :]
             n = keep[:, None] * n + write[:, None] * k
-            h = np.einsum("hd,hde->he", q, C) / np.maximum(np.abs((n * q).sum(-1)), np.exp(-m))[:, None]
+            h = (q[:, None] @ C)[:, 0] / np.maximum(np.abs((n * q).sum(-1)), np.exp(-m))[:, None]
             h = (h / np.sqrt(np.mean(h * h, -1, keepdims=True) + HEAD_EPS)).reshape(E) * head_norm
             y = (h + skip * c) * (z / (1 + np.exp(-z)))
             return u + w_down @ y + b_down, (window[1:], C, n, m)
