@@ -37,6 +37,7 @@ from rnnlab.lm.compress import (
 from rnnlab.lm.dynamic import DynamicConfig
 from rnnlab.lm.model import RNNLM, LanguageModel
 from rnnlab.lm.ngram import NgramConfig
+from rnnlab.lm.stepper import CellStepper, make_stepper
 
 # Real text: Python's own source. The models train on the first part; HELD_OUT is never trained on.
 SOURCE = "".join(inspect.getsource(module) for module in (textwrap, string, shlex, fnmatch, glob))
@@ -170,6 +171,19 @@ def test_round_trip_through_the_general_stepper() -> None:
     text = b"abc def\nhag fed cab\n" * 8
     for dynamic in (None, DynamicConfig(lr=1e-2, segment=7)):
         assert decompress(lm, compress(lm, text, dynamic=dynamic)) == text
+
+
+def test_round_trip_through_the_cells_own_numpy_step() -> None:
+    """The mLSTM block steps with its own NumPy step (CellStepper), static and dynamic; the static file is the
+    length the sequence forward gives the text (to float32 rounding and the coder's few bytes)."""
+    lm = random_model("abcdefgh \n", seed=4, cell="mlstm")
+    assert isinstance(make_stepper(lm.module), CellStepper)
+    text = b"abc def\nhag fed cab\n" * 8
+    static = compress(lm, text)
+    assert decompress(lm, static) == text
+    ideal = model_bits(lm, text)
+    assert abs(8 * (len(static) - HEADER_SIZE) - ideal) <= 0.01 * ideal + 64
+    assert decompress(lm, compress(lm, text, dynamic=DynamicConfig(lr=1e-2, segment=7))) == text
 
 
 def test_byte_model_compresses_any_bytes(byte_run: Path) -> None:
