@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,22 @@ def test_steps_equal_the_sequence_forward(options: dict) -> None:
     has_numpy_step = module.rnn.layers[0].numpy_step() is not None
     assert isinstance(stepper, FusedStepper) == (plain and has_equations)
     assert isinstance(stepper, CellStepper) == (plain and has_numpy_step)
+
+
+def test_the_mlstm_step_where_its_exponentials_leave_float32() -> None:
+    """Write gates near e^-100 and forget gates near e^-10: within a few steps the stabiliser m falls to -100 and
+    e^{-m} overflows float32. The NumPy step gives what the sequence forward gives, silently (no overflow warning)."""
+    module = model(cell="mlstm", layers=2)
+    with torch.no_grad():
+        for cell in module.rnn.layers:
+            heads = cell.heads
+            cell.gates.weight.zero_()
+            cell.gates.bias[:heads] = -100.0  # ĩ
+            cell.gates.bias[heads:] = -10.0  # f̃
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stepper = steps_equal_the_sequence_forward(module)
+    assert float(stepper.module_state()[3].min()) < -88  # m: e^{-m} is past float32's largest value
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in registry.cells() if spec.equations is not None])

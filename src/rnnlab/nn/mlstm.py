@@ -186,6 +186,10 @@ class MLSTMCell(Cell):
         scale = np.float32(1 / math.sqrt(E // heads))
 
         def step(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
+            with np.errstate(over="ignore"):  # e^{-m} and SiLU's e^{-x} may pass float32's range: inf, as in torch
+                return arithmetic(x, state)
+
+        def arithmetic(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
             conv, C, n, m = state
             u = w_in @ x + b_in if w_in is not None else x
             az = w_up @ (u / np.sqrt(np.dot(u, u) / len(u) + eps) * norm) + b_up
