@@ -36,6 +36,9 @@ CANDIDATES = {
                                                    "--dropout", "0.1"],
     "mlstm 3x128, T=256, N=16": ["--cell", "mlstm", "--layers", "3", "--hidden", "128", "--seq-len", "256",
                                  "--batch-size", "16"],
+    "mlstm 4x112, T=64, N=64, adamw, lr 5e-3": ["--cell", "mlstm", "--layers", "4", "--hidden", "112", "--seq-len",
+                                                "64", "--batch-size", "64", "--optimizer", "adamw", "--weight-decay",
+                                                "0.1", "--betas", "0.9", "0.95", "--lr", "5e-3"],
 }  # fmt: skip
 CORPUS_FLAGS = {"shakespeare": [], "linux": ["--tokenizer", "byte"]}
 
