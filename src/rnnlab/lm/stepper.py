@@ -186,7 +186,7 @@ class CellStepper:
             state = self.module.rnn.initial_state(1)
         if state is None:
             cpu = torch.device("cpu")
-            layers = [_parts(cell.initial_state(1, cpu, torch.float32)) for cell in self.module.rnn.layers]
+            layers = [state_tensors(cell.initial_state(1, cpu, torch.float32)) for cell in self.module.rnn.layers]
         else:
             layers = list(zip(*(part.unbind(0) for part in state_tensors(state)), strict=True))
         self.state = [tuple(p[0].detach().numpy().copy() for p in layer) for layer in layers]
@@ -208,10 +208,6 @@ class CellStepper:
         """The carried state in `RNNLM.forward`'s format: each part stacked over layers, (L, 1, ...)."""
         parts = zip(*self.state, strict=True)
         return state_from_tensors([torch.from_numpy(np.stack(part)[:, None]) for part in parts])
-
-
-def _parts(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
 
 
 def _array(p: Tensor) -> np.ndarray:
