@@ -32,6 +32,7 @@ TOKENIZERS: tuple[str, ...] = typing.get_args(Tokenizer)
 DECAYS: tuple[str, ...] = typing.get_args(Decay)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 # Where the cells' names come from: the registry, read when the CLI is built (cells register on import).
+MAX_WINDOW = 65536  # --window: each local head of each layer keeps this many keys and values per stream
 CELL_CHOICES: Callable[[], Sequence[str]] = registry.names
 
 # The groups of `rnnlab train --help`, in the order shown.
@@ -92,6 +93,7 @@ class ModelConfig:
     learn_init: bool = opt(False, "Learn the initial hidden state instead of zeros.", "Model")
     peephole: bool = opt(False, "lstm only: peephole connections from the cell state to the gates.", "Model")
     factors: int = opt(0, "mrnn only: factors of the 3-way weights (0: = hidden).", "Model")
+    window: int = opt(64, "mlstm-local only: tokens its attention heads see, itself included.", "Model")
     tie_weights: bool = opt(
         False, "The output layer reuses the embedding matrix (through a projection H -> D when D != H).", "Model"
     )
@@ -106,6 +108,8 @@ class ModelConfig:
         _positive("--hidden", self.hidden)
         if self.factors < 0:
             raise RnnlabError(f"--factors must be >= 0, got {self.factors}")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise RnnlabError(f"--window must be in [1, {MAX_WINDOW}], got {self.window}")
         if self.learn_init and not spec.per_unit:
             parts = ", ".join(spec.state)
             raise RnnlabError(f"--learn-init does not apply to --cell {self.cell}: its state ({parts}) is not per unit")

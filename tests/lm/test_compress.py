@@ -13,6 +13,7 @@ import struct
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,11 +65,12 @@ def byte_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(tmp_path_factory.mktemp("compress"), "byte")
 
 
-def random_model(chars: str, seed: int, unk: bool = False, cell: str = "gru") -> LanguageModel:
+def random_model(chars: str, seed: int, unk: bool = False, cell: str = "gru", **options: Any) -> LanguageModel:
     """An untrained character model (random weights): enough to drive the coder, built in milliseconds."""
     tokenizer = CharTokenizer(chars, unk=unk)
     torch.manual_seed(seed)
-    module = RNNLM(ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, hidden=16, embed=8, layers=1))
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, hidden=16, embed=8, layers=1, **options)
+    module = RNNLM(config)
     return LanguageModel(module.eval(), tokenizer)
 
 
@@ -177,6 +179,19 @@ def test_round_trip_through_the_cells_own_numpy_step() -> None:
     """The mLSTM block steps with its own NumPy step (CellStepper), static and dynamic; the static file is the
     length the sequence forward gives the text (to float32 rounding and the coder's few bytes)."""
     lm = random_model("abcdefgh \n", seed=4, cell="mlstm")
+    assert isinstance(make_stepper(lm.module), CellStepper)
+    text = b"abc def\nhag fed cab\n" * 8
+    static = compress(lm, text)
+    assert decompress(lm, static) == text
+    ideal = model_bits(lm, text)
+    assert abs(8 * (len(static) - HEADER_SIZE) - ideal) <= 0.01 * ideal + 64
+    assert decompress(lm, compress(lm, text, dynamic=DynamicConfig(lr=1e-2, segment=7))) == text
+
+
+def test_round_trip_with_local_attention_heads() -> None:
+    """The mLSTM block with a window (nn/local.py) steps with its NumPy step; its file is the length the chunked
+    sequence forward gives the text, so stepping and chunking see the same window."""
+    lm = random_model("abcdefgh \n", seed=5, cell="mlstm-local", window=5)
     assert isinstance(make_stepper(lm.module), CellStepper)
     text = b"abc def\nhag fed cab\n" * 8
     static = compress(lm, text)

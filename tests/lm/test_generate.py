@@ -120,6 +120,7 @@ MODELS = {
     "gru-cho": {"cell": "gru-cho"},  # the module's one-step forward
     "lstm --layer-norm": {"cell": "lstm", "layer_norm": True},  # the module's one-step forward
     "mlstm": {"cell": "mlstm"},  # the block's own NumPy step
+    "mlstm-local --window 7": {"cell": "mlstm-local", "window": 7},  # the same NumPy step, with a window
 }
 FAST = {"lstm", "gru", "rnn-tanh", "lstm --learn-init", "lstm --variational --dropout 0.3", "irnn",
         "gru --embed 0"}  # fmt: skip
@@ -128,7 +129,7 @@ FAST = {"lstm", "gru", "rnn-tanh", "lstm --learn-init", "lstm --variational --dr
 @pytest.mark.parametrize("name", list(MODELS))
 def test_greedy_text_equals_the_modules_greedy_text(name: str):
     lm = random_lm(**MODELS[name])
-    expected_stepper = FusedStepper if name in FAST else CellStepper if name == "mlstm" else ModuleStepper
+    expected_stepper = FusedStepper if name in FAST else CellStepper if name.startswith("mlstm") else ModuleStepper
     assert isinstance(make_stepper(lm.module), expected_stepper)
     expected = module_sample(lm, "The cat", 120, greedy=True)
     assert len(set(expected)) > 3  # not one character repeated: a real test of the state carried along

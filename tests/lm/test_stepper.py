@@ -65,6 +65,7 @@ def steps_equal_the_sequence_forward(module: RNNLM) -> FusedStepper | CellSteppe
         {"cell": "mlstm", "layers": 3, "embed": 0},  # one-hot input
         {"cell": "mlstm", "layers": 1, "tie_weights": True},  # projection H -> D, tied head
         {"cell": "mlstm", "layers": 2, "layer_norm": True},  # a per-layer extra: the module path
+        {"cell": "mlstm-local", "layers": 2, "window": 5},  # its window shifts step by step in NumPy
     ],
 )
 def test_steps_equal_the_sequence_forward(options: dict) -> None:

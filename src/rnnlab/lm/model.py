@@ -69,6 +69,7 @@ class RNNLM(nn.Module):
             learn_init=config.learn_init,
             peephole=config.peephole,
             factors=config.factors,
+            window=config.window,
         )
         self.drop = _dropout(config)
         # Weight tying (Press & Wolf 2017; Inan et al. 2017): logits = E h + b with E the embedding matrix;

@@ -37,6 +37,11 @@ HEAD_EPS = 1e-6  # the head norm's epsilon
 CHUNK = 64  # steps per parallel chunk: the (T, T) products stay small and the cost linear in the sequence length
 
 
+def _view(p: Tensor) -> np.ndarray:
+    """A parameter as a NumPy array sharing its memory: in-place updates (dynamic evaluation) show through."""
+    return p.detach().numpy()
+
+
 def mlstm_chunk(
     q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, f_pre: Tensor, state: tuple[Tensor, Tensor, Tensor]
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
@@ -110,6 +115,11 @@ class MLSTMCell(Cell):
         self.head_norm = nn.Parameter(torch.ones(E))
         self.skip = nn.Parameter(torch.ones(E))
         self.down = nn.Linear(E, H)
+        self._init_gates()
+
+    def _init_gates(self) -> None:
+        """Input gates near e^0, forget gates open (bias 3 to 6 across the heads): the memory starts long."""
+        heads = self.gates.out_features // 2
         with torch.no_grad():
             nn.init.zeros_(self.gates.weight)
             nn.init.normal_(self.gates.bias[:heads], 0.0, 0.1)  # ĩ
@@ -149,13 +159,20 @@ class MLSTMCell(Cell):
         with torch.autocast(a.device.type, enabled=False):
             dtype = torch.promote_types(q.dtype, torch.float32)
             q, k, v = (self._heads(t.to(dtype)) for t in (q, k, v))
-            i_pre, f_pre = gates.to(dtype).transpose(1, 2).chunk(2, 1)  # (N, heads, T) each
-            k = k / math.sqrt(k.shape[-1])
-            memory, outputs = tuple(s.to(dtype) for s in state), []
-            for part in zip(*(t.split(CHUNK, 2) for t in (q, k, v, i_pre, f_pre)), strict=True):
-                h, memory = mlstm_chunk(*part, memory)
-                outputs.append(h)
-        return torch.cat(outputs, 2).transpose(1, 2).flatten(2), memory
+            i_pre, f_pre = gates.to(dtype).transpose(1, 2).chunk(2, 1)  # (N, memory heads, T) each
+            h, memory = self._read(q, k, v, i_pre, f_pre, tuple(s.to(dtype) for s in state))
+        return h.transpose(1, 2).flatten(2), memory
+
+    def _read(
+        self, q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, f_pre: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Every head reads and writes its matrix memory: h̃ (N, heads, T, d) and the new (C, n, m)."""
+        k = k / math.sqrt(k.shape[-1])
+        outputs = []
+        for part in zip(*(t.split(CHUNK, 2) for t in (q, k, v, i_pre, f_pre)), strict=True):
+            h, state = mlstm_chunk(*part, state)
+            outputs.append(h)
+        return torch.cat(outputs, 2), state
 
     def _output(self, u: Tensor, c: Tensor, z: Tensor, h: Tensor) -> Tensor:
         # RMS norm per head, written out: on the CPU it trains faster than F.rms_norm (benchmarked by hand)
@@ -170,48 +187,57 @@ class MLSTMCell(Cell):
     def numpy_step(self) -> Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple]]:
         """The block for one token in NumPy float32 (the one-token stepper's fast path, lm/stepper.py): `sequence`'s
         arithmetic at T = 1, where the chunk's (T, T) product is the recurrence itself, on views of the weights."""
-        view = lambda p: p.detach().numpy()  # noqa: E731 - in-place updates of the parameter show through
-        E, heads = self.inner, self.heads
+        E = self.inner
         w_in, b_in = (
-            (view(self.in_input.weight), view(self.in_input.bias)) if self.in_input is not None else (None, None)
+            (_view(self.in_input.weight), _view(self.in_input.bias)) if self.in_input is not None else (None, None)
         )
-        norm, eps = view(self.norm.weight), self.norm.eps or np.finfo(np.float32).eps
-        w_up, b_up, w_qk, w_v = view(self.up.weight), view(self.up.bias), view(self.qk.weight), view(self.v.weight)
-        w_gates, b_gates, w_down, b_down = (
-            view(p) for p in (self.gates.weight, self.gates.bias, *self.down.parameters())
-        )
+        norm, eps = _view(self.norm.weight), self.norm.eps or np.finfo(np.float32).eps
+        w_up, b_up, w_qk, w_v = (_view(p) for p in (self.up.weight, self.up.bias, self.qk.weight, self.v.weight))
+        w_down, b_down = (_view(p) for p in self.down.parameters())
         conv_w, conv_b, head_norm, skip = (
-            view(p) for p in (self.conv_weight, self.conv_bias, self.head_norm, self.skip)
+            _view(p) for p in (self.conv_weight, self.conv_bias, self.head_norm, self.skip)
         )
-        scale = np.float32(1 / math.sqrt(E // heads))
+        read = self._numpy_read()
 
         def step(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
             with np.errstate(over="ignore"):  # e^{-m} and SiLU's e^{-x} may pass float32's range: inf, as in torch
                 return arithmetic(x, state)
 
         def arithmetic(x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
-            conv, C, n, m = state
+            conv, *memory = state
             u = w_in @ x + b_in if w_in is not None else x
             az = w_up @ (u / np.sqrt(np.dot(u, u) / len(u) + eps) * norm) + b_up
             a, z = az[:E], az[E:]
             window = np.concatenate([conv, a[None]])  # (k, E): the last k inputs
             c = (conv_w * window).sum(0) + conv_b
             c *= 1 / (1 + np.exp(-c))  # SiLU
-            q, k = (w_qk @ c).reshape(2, heads, -1)
-            k *= scale
-            v = (w_v @ a).reshape(heads, -1)
-            i_pre, f_pre = (w_gates @ c + b_gates).reshape(2, heads)
+            q, k = (w_qk @ c).reshape(2, self.heads, -1)
+            v = (w_v @ a).reshape(self.heads, -1)
+            h, memory = read(q, k, v, c, tuple(memory))
+            h = (h / np.sqrt(np.mean(h * h, -1, keepdims=True) + HEAD_EPS)).reshape(E) * head_norm
+            y = (h + skip * c) * (z / (1 + np.exp(-z)))
+            return u + w_down @ y + b_down, (window[1:], *memory)
+
+        return step
+
+    def _numpy_read(self) -> Callable[..., tuple[np.ndarray, tuple]]:
+        """`_read` for one token in NumPy: read(q, k, v (heads, d) unscaled, c (E,) for the gates, (C, n, m)) ->
+        (h̃ (heads, d), the new (C, n, m))."""
+        w_gates, b_gates = _view(self.gates.weight), _view(self.gates.bias)
+
+        def read(q: np.ndarray, k: np.ndarray, v: np.ndarray, c: np.ndarray, memory: tuple) -> tuple[np.ndarray, tuple]:
+            C, n, m = memory
+            k = k * np.float32(1 / math.sqrt(k.shape[-1]))
+            i_pre, f_pre = (w_gates @ c + b_gates).reshape(2, -1)
             carried = m - np.logaddexp(0, -f_pre)  # log f_t + m_{t-1}
             m = np.maximum(carried, i_pre)
             keep, write = np.exp(carried - m), np.exp(i_pre - m)
             C = keep[:, None, None] * C + write[:, None, None] * k[:, :, None] * v[:, None, :]
             n = keep[:, None] * n + write[:, None] * k
             h = (q[:, None] @ C)[:, 0] / np.maximum(np.abs((n * q).sum(-1)), np.exp(-m))[:, None]
-            h = (h / np.sqrt(np.mean(h * h, -1, keepdims=True) + HEAD_EPS)).reshape(E) * head_norm
-            y = (h + skip * c) * (z / (1 + np.exp(-z)))
-            return u + w_down @ y + b_down, (window[1:], C, n, m)
+            return h, (C, n, m)
 
-        return step
+        return read
 
     def step(self, xw: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         conv, *memory = state

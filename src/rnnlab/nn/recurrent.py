@@ -64,6 +64,7 @@ class Recurrent(nn.Module):
         learn_init: bool = False,
         peephole: bool = False,
         factors: int = 0,
+        window: int = 64,
         fused: bool = True,
     ) -> None:
         super().__init__()
@@ -74,7 +75,9 @@ class Recurrent(nn.Module):
         # all layers in one call of PyTorch's op; `step_loops` turns it off, as it does the cells' own fused ops
         self.fused_op = fused and self.spec.torch_mode is not None and self.plain and not variational
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        self.layers = nn.ModuleList(make_cell(cell, d, hidden_size, peephole=peephole, factors=factors) for d in sizes)
+        self.layers = nn.ModuleList(
+            make_cell(cell, d, hidden_size, peephole=peephole, factors=factors, window=window) for d in sizes
+        )
         self.drop = LockedDropout(dropout) if variational else nn.Dropout(dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in sizes) if layer_norm else None
         # Highway gates exist only where a layer's input and output sizes match (the carry needs it).
