@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from rnnlab.nn.mlstm import MLSTMCell
 from rnnlab.nn.registry import register
@@ -71,21 +71,22 @@ class LocalMLSTMCell(MLSTMCell):
         expand: int = 2,
         d_conv: int = 4,
     ) -> None:
-        super().__init__(input_size, hidden_size, heads, expand, d_conv)
         if window < 1:
             raise ValueError(f"mlstm-local: the window must be at least 1 token, got {window}")
-        if self.heads < 2:
-            raise ValueError(f"mlstm-local needs at least 2 heads (a memory head and a local one), got {self.heads}")
-        self.window, self.memory_heads = window, self.heads // 2
-        self.gates = nn.Linear(self.inner, 2 * self.memory_heads)
-        self._init_gates()
+        super().__init__(input_size, hidden_size, heads, expand, d_conv)
+        self.window = window
+
+    def _memory_head_count(self, heads: int) -> int:
+        """Half the heads keep a matrix memory; the other half attend over the window."""
+        if heads < 2:
+            raise ValueError(f"mlstm-local needs at least 2 heads (a memory head and a local one), got {heads}")
+        return heads // 2
 
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
         """The mLSTM block's zeros for the memory heads, then an empty window: (N, local heads, W, d) zeros twice."""
-        conv, C, n, m = super().initial_state(N, device, dtype)
-        M = self.memory_heads
-        keys = torch.zeros(N, self.heads - M, self.window, self.inner // self.heads, device=device, dtype=dtype)
-        return conv, C[:, :M], n[:, :M], m[:, :M], keys, keys.clone()
+        local, d = self.heads - self.memory_heads, self.inner // self.heads
+        keys = torch.zeros(N, local, self.window, d, device=device, dtype=dtype)
+        return (*super().initial_state(N, device, dtype), keys, keys.clone())
 
     def _read(
         self, q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, f_pre: Tensor, state: tuple[Tensor, ...]

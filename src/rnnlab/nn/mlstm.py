@@ -103,6 +103,7 @@ class MLSTMCell(Cell):
         if E % heads:
             raise ValueError(f"mlstm: {expand} x hidden size {H} must be a multiple of heads {heads}")
         self.hidden_size, self.inner, self.heads, self.d_conv = H, E, heads, d_conv
+        self.memory_heads = self._memory_head_count(heads)
         self.in_input = nn.Linear(input_size, H) if input_size != H else None
         self.norm = nn.RMSNorm(H)
         self.up = nn.Linear(H, 2 * E)
@@ -111,23 +112,23 @@ class MLSTMCell(Cell):
         self.conv_bias = nn.Parameter(torch.empty(E).uniform_(-bound, bound))
         self.qk = nn.Linear(E, 2 * E, bias=False)
         self.v = nn.Linear(E, E, bias=False)
-        self.gates = nn.Linear(E, 2 * heads)
+        self.gates = nn.Linear(E, 2 * self.memory_heads)  # ĩ and f̃ of each head that keeps a matrix memory
         self.head_norm = nn.Parameter(torch.ones(E))
         self.skip = nn.Parameter(torch.ones(E))
         self.down = nn.Linear(E, H)
-        self._init_gates()
-
-    def _init_gates(self) -> None:
-        """Input gates near e^0, forget gates open (bias 3 to 6 across the heads): the memory starts long."""
-        heads = self.gates.out_features // 2
-        with torch.no_grad():
+        with torch.no_grad():  # input gates near e^0, forget gates open (bias 3 to 6 across heads): a long memory
+            heads = self.memory_heads
             nn.init.zeros_(self.gates.weight)
             nn.init.normal_(self.gates.bias[:heads], 0.0, 0.1)  # ĩ
             self.gates.bias[heads:].copy_(torch.linspace(3.0, 6.0, heads))  # f̃
 
+    def _memory_head_count(self, heads: int) -> int:
+        """How many of the heads keep a matrix memory: all of them here (nn/local.py gives half to attention)."""
+        return heads
+
     def initial_state(self, N: int, device: torch.device, dtype: torch.dtype) -> CellState:
-        """Zeros: (conv inputs (N, k−1, E), C (N, heads, d, d), n (N, heads, d), m (N, heads))."""
-        E, heads, d = self.inner, self.heads, self.inner // self.heads
+        """Zeros: (conv inputs (N, k−1, E), C (N, heads, d, d), n (N, heads, d), m (N, heads)), for the memory heads."""
+        E, heads, d = self.inner, self.memory_heads, self.inner // self.heads
         zeros = lambda *shape: torch.zeros(N, *shape, device=device, dtype=dtype)  # noqa: E731
         return zeros(self.d_conv - 1, E), zeros(heads, d, d), zeros(heads, d), zeros(heads)
 
