@@ -84,12 +84,13 @@ def train(
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32) -> tuple[float, int]:
-    """Total nats of ids[1:], and how many tokens that is: windows of `context` tokens, stride context/2."""
+def token_nats(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32) -> np.ndarray:
+    """-ln p(ids[i + 1] | before it) for every i, in order: windows of `context` tokens, stride context/2, each
+    scoring its second half (the first window all of it)."""
     model.eval()
     data = torch.from_numpy(ids.astype(np.int64))
     half = context // 2
-    windows = []  # (start, first position scored within the window)
+    windows = []  # (start, first position scored within the window, end)
     for start in range(0, max(len(data) - 1, 1), half):
         end = min(start + context, len(data) - 1)
         first = 0 if start == 0 else half
@@ -97,7 +98,7 @@ def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32
             windows.append((start, first, end))
         if end == len(data) - 1:
             break
-    total, count = 0.0, 0
+    nats = np.zeros(max(len(data) - 1, 0))
     for i in range(0, len(windows), batch):
         group = windows[i : i + batch]
         width = max(end - start for start, _, end in group)
@@ -107,10 +108,14 @@ def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32
         logp = F.log_softmax(model(x).double(), dim=-1)
         for row, (start, first, end) in enumerate(group):
             targets = data[start + first + 1 : end + 1]
-            picked = logp[row, first : end - start].gather(1, targets[:, None])
-            total -= picked.sum().item()
-            count += len(targets)
-    return total, count
+            nats[start + first : end] = -logp[row, first : end - start].gather(1, targets[:, None])[:, 0].numpy()
+    return nats
+
+
+def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32) -> tuple[float, int]:
+    """Total nats of ids[1:], and how many tokens that is (`token_nats`)."""
+    nats = token_nats(model, ids, context, batch)
+    return float(nats.sum()), len(nats)
 
 
 def main() -> None:
