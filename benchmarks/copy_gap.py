@@ -75,6 +75,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     models = {run.name: rnnlab.LanguageModel.load(run) for run in args.runs}
+    if len(models) < len(args.runs):
+        raise SystemExit("error: give runs with different folder names: the table's columns are named by them")
     if any(lm.tokenizer.kind != "byte" for lm in models.values()):
         raise SystemExit("error: copy_gap.py needs byte-level runs (--tokenizer byte): it groups bytes")
     store = TokenStore.open(args.runs[0])
@@ -83,21 +85,19 @@ def main() -> None:
 
     torch.manual_seed(0)
     first = models[args.runs[0].name]
-    settings = argparse.Namespace(lr=2e-3, warmup=100, context=256, batch_size=32)
-    width = peer.matching_width(256, 4, settings.context, first.module.num_parameters())
-    transformer = peer.build(256, width, 4, settings.context)
-    steps = peer.train(
-        transformer, np.asarray(store.train.tokens), settings, parse_duration(args.time),
-        Precision("auto", torch.device("cpu")),
-    )  # fmt: skip
+    settings = peer.arguments().parse_args([str(args.runs[0]), "--tail"])  # transformer_peer.py's defaults
+    width = peer.matching_width(256, settings.depth, settings.context, first.module.num_parameters())
+    transformer = peer.build(256, width, settings.depth, settings.context)
+    precision = Precision(settings.precision, torch.device("cpu"))
+    steps = peer.train(transformer, np.asarray(store.train.tokens), settings, parse_duration(args.time), precision)
     peer_nats = peer.token_nats(transformer, tail, settings.context)
 
     distance = repeat_distance(bytes(tail.astype(np.uint8)))
     body = (
         f"The held-out tail of {args.runs[0]} ({len(tail):,} bytes), scored by each network with one stream (its "
-        f"state carried) and by the Transformer peer (depth 4, width {width}, trained {args.time} on the same "
-        f"training tokens, {steps:,} steps). Bits per byte by group: the distance back to the most recent earlier "
-        f"occurrence of the {CONTEXT} bytes before a byte together with it (within {HORIZON:,}).\n\n"
+        f"state carried) and by the Transformer peer (depth {settings.depth}, width {width}, trained {args.time} on "
+        f"the same training tokens, {steps:,} steps). Bits per byte by group: the distance back to the most recent "
+        f"earlier occurrence of the {CONTEXT} bytes before a byte together with it (within {HORIZON:,}).\n\n"
         + table(distance, peer_nats, runs)
     )
     print(body)

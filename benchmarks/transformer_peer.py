@@ -118,7 +118,8 @@ def score(model: torch.nn.Module, ids: np.ndarray, context: int, batch: int = 32
     return float(nats.sum()), len(nats)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line, whose defaults are the peer's settings (benchmarks/copy_gap.py reuses them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished rnnlab run: its tokenizer and training tokens")
     parser.add_argument("valid", type=Path, nargs="?", help="the held-out file to score")
@@ -132,6 +133,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--precision", default="auto", help="auto (as rnnlab's training picks), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="write the result here as JSON")
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
     if (args.valid is None) == (not args.tail):
         parser.error("give either VALID or --tail")
