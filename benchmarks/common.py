@@ -11,22 +11,31 @@ from pathlib import Path
 
 import torch
 
+from rnnlab.train.precision import resolve_precision
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RNNLAB_SHARED", ROOT.parent / "shared")) / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> str:
-    """One line: CPU model, cores, PyTorch version, threads."""
-    cpu = platform.processor() or "unknown CPU"
+    """One line: CPU model (with family/model and vector level, since one model name covers several
+    generations), cores, PyTorch version, threads."""
+    cpu, fields = platform.processor() or "unknown CPU", {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    cpu = fields.get("model name", cpu)
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields else []
+    details.append(torch.backends.cpu.get_cpu_capability())
+    details.append("native bf16" if resolve_precision("auto", torch.device("cpu")) == "bf16" else "no native bf16")
+    return (
+        f"{cpu} ({', '.join(details)}), {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
 
 def corpus(name: str, split: str) -> Path | None:
