@@ -21,14 +21,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 def machine() -> str:
     """One line: CPU model (with family/model and vector level, since one model name covers several
     generations), cores, PyTorch version, threads."""
-    cpu, fields = platform.processor() or "unknown CPU", {}
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    cpu = fields.get("model name", cpu)
+    cpu = fields.get("model name") or platform.processor() or "unknown CPU"
     details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields else []
     details.append(torch.backends.cpu.get_cpu_capability())
     details.append("native bf16" if resolve_precision("auto", torch.device("cpu")) == "bf16" else "no native bf16")

@@ -414,10 +414,12 @@ def test_a_stack_runs_under_bf16_autocast_without_warnings(name):
     """Mixed-precision training (`--precision bf16`) hands every layer after the first bf16 inputs; no cell may warn
     about it on every call (the blocks' RMSNorm did: a bf16 input with a float32 weight). PyTorch warns once per
     process, so this catches it where no test before it warned."""
-    mode = registry.get(name).torch_mode
-    if mode is not None and not _torch_op_runs_in_bf16(mode):
-        pytest.skip(f"this CPU's oneDNN cannot run torch.nn's {mode} in bf16 (the refusal is tested instead)")
-    stack = Recurrent(name, D if registry.get(name).same_width else D + 2, H, num_layers=2)  # an input projection
+    spec = registry.get(name)
+    if spec.torch_mode is not None and not _torch_op_runs_in_bf16(spec.torch_mode):
+        pytest.skip(
+            f"this CPU's oneDNN cannot run torch.nn's {spec.torch_mode} in bf16 (the refusal is tested instead)"
+        )
+    stack = Recurrent(name, D if spec.same_width else D + 2, H, num_layers=2)  # an input projection
     with warnings.catch_warnings(record=True) as caught, torch.autocast("cpu", dtype=torch.bfloat16):
         warnings.simplefilter("always")
         out, _ = stack(torch.randn(N, T, stack.input_size))
